@@ -1,0 +1,80 @@
+"""The Connector port: the external content service, as the run engine sees it.
+
+Adapters (the sandbox client, later Webflow/Airtable) subclass ``Connector``;
+unit tests use an in-memory fake of the same interface. Adapters do their own
+retrying of transient failures (backoff + jitter, ``Retry-After``) and rate
+limiting, and then classify what is left into the three errors below.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConnectorError(Exception):
+    def __init__(self, message: str, *, status: int | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.details = details
+
+
+class EntryRejected(ConnectorError):
+    """The service refused this one record (a 4xx, a validation error). The phase goes on."""
+
+
+class TransientFailure(ConnectorError):
+    """Timeouts, 5xx, 429 that outlived the retry budget. The entry fails; the phase goes on."""
+
+
+class FatalConnectorError(ConnectorError):
+    """Auth rejected, service unreachable past the budget: the run stops (resumable)."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record as the service returns it (canonical, with server-computed fields)."""
+
+    id: str
+    field_data: dict[str, Any]
+    computed: dict[str, Any] = field(default_factory=dict)
+    """Server-computed fields: createdOn, lastUpdated, cdnUrl, ..."""
+
+
+@dataclass(frozen=True)
+class RecordPage:
+    records: list[Record]
+    total: int
+
+
+class Connector(ABC):
+    """Create, update, bulk delete (paged), list (paged)."""
+
+    delete_page_size: int = 100
+    list_page_size: int = 100
+
+    @abstractmethod
+    async def create(self, folder: str, fields: dict[str, Any], idempotency_key: str) -> Record:
+        """Create a record. The same key twice creates one record and returns it both times."""
+
+    @abstractmethod
+    async def update(
+        self, folder: str, record_id: str, fields: dict[str, Any], idempotency_key: str
+    ) -> Record:
+        """Patch the given fields of a record; returns the canonical record."""
+
+    @abstractmethod
+    async def delete_many(
+        self, folder: str, record_ids: Sequence[str], idempotency_key: str
+    ) -> None:
+        """Delete at most ``delete_page_size`` records, all or none."""
+
+    @abstractmethod
+    async def list_page(self, folder: str, offset: int, limit: int) -> RecordPage:
+        """One page of a folder's records, in a stable order."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -1,0 +1,72 @@
+"""Named domain errors.
+
+Each maps to one HTTP status and error code in the interfaces' error table, so
+the domain never knows about HTTP but every refusal has a stable name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """A rule of the model refused a command."""
+
+    code = "invalid_request"
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidPath(DomainError):
+    code = "invalid_path"
+
+
+class InvalidSchema(DomainError):
+    code = "invalid_request"
+
+
+class InvalidContent(DomainError):
+    code = "invalid_request"
+
+
+class UnknownFolder(DomainError):
+    code = "invalid_path"
+
+
+class DanglingReferences(DomainError):
+    code = "dangling_references"
+
+
+class NothingToPublish(DomainError):
+    code = "nothing_to_publish"
+
+
+class StalePlan(DomainError):
+    code = "stale_plan"
+
+
+class PublishInProgress(DomainError):
+    code = "publish_in_progress"
+
+
+class IllegalTransition(DomainError):
+    """The pipeline's state machine does not allow this command now."""
+
+    code = "conflict"
+
+
+class LeaseLost(DomainError):
+    """Another worker holds (or took over) the pipeline's lease."""
+
+    code = "conflict"
+
+
+class AlreadyExists(DomainError):
+    code = "conflict"
+
+
+class NotFound(DomainError):
+    code = "not_found"

@@ -1,0 +1,109 @@
+"""Folder schemas: how a folder's records carry ids and references."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from domain.errors import InvalidSchema
+from domain.paths import parse_folder
+
+DEFAULT_READ_ONLY = ("createdOn", "lastUpdated", "cdnUrl")
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class ReferenceField:
+    name: str
+    target: str
+    multiple: bool = False
+
+
+@dataclass(frozen=True)
+class FolderSchema:
+    """Per folder: id path, reference fields, read-only fields, filename rule.
+
+    ``filename_from`` names the field whose slug becomes a pulled record's
+    filename; the record id is the fallback.
+    """
+
+    folder: str
+    id_path: str = "id"
+    fields: tuple[ReferenceField, ...] = ()
+    read_only: frozenset[str] = field(default_factory=lambda: frozenset(DEFAULT_READ_ONLY))
+    filename_from: str | None = "slug"
+
+    def reference_field(self, name: str) -> ReferenceField | None:
+        for ref_field in self.fields:
+            if ref_field.name == name:
+                return ref_field
+        return None
+
+    @property
+    def unsent_fields(self) -> frozenset[str]:
+        """Fields never sent to nor diffed against the service: id and read-only."""
+        return self.read_only | {self.id_path}
+
+    def record_id_of(self, content: Mapping[str, Any]) -> str | None:
+        value = content.get(self.id_path)
+        return value if isinstance(value, str) and value else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API/JSON form (camelCase, as API.md writes it)."""
+        return {
+            "idPath": self.id_path,
+            "fields": [
+                {
+                    "name": f.name,
+                    "reference": True,
+                    "referenceTarget": f.target,
+                    "multiple": f.multiple,
+                }
+                for f in self.fields
+            ],
+            "readOnly": sorted(self.read_only),
+            "filenameFrom": self.filename_from,
+        }
+
+    @classmethod
+    def from_dict(cls, folder: str, data: Mapping[str, Any]) -> FolderSchema:
+        """Validate the API/JSON form. Raises InvalidSchema with a clear message."""
+        parse_folder(folder)
+        id_path = data.get("idPath", "id")
+        if not isinstance(id_path, str) or not _FIELD_NAME.match(id_path):
+            raise InvalidSchema(f"idPath {id_path!r} is not a field name")
+        raw_fields = data.get("fields", [])
+        if not isinstance(raw_fields, list):
+            raise InvalidSchema("fields must be a list")
+        fields: list[ReferenceField] = []
+        seen: set[str] = set()
+        for raw in raw_fields:
+            if not isinstance(raw, Mapping):
+                raise InvalidSchema("each field must be an object")
+            name = raw.get("name")
+            if not isinstance(name, str) or not _FIELD_NAME.match(name):
+                raise InvalidSchema(f"field name {name!r} is not valid")
+            if name in seen:
+                raise InvalidSchema(f"field {name!r} is declared twice")
+            seen.add(name)
+            if not raw.get("reference", False):
+                continue
+            target = raw.get("referenceTarget")
+            if not isinstance(target, str):
+                raise InvalidSchema(f"reference field {name!r} needs a referenceTarget")
+            parse_folder(target)
+            multiple = raw.get("multiple", False)
+            if not isinstance(multiple, bool):
+                raise InvalidSchema(f"multiple of field {name!r} must be true or false")
+            fields.append(ReferenceField(name, target, multiple))
+        read_only = data.get("readOnly", list(DEFAULT_READ_ONLY))
+        if not isinstance(read_only, list) or not all(isinstance(r, str) for r in read_only):
+            raise InvalidSchema("readOnly must be a list of field names")
+        filename_from = data.get("filenameFrom", "slug")
+        if filename_from is not None and not isinstance(filename_from, str):
+            raise InvalidSchema("filenameFrom must be a field name or null")
+        if id_path in read_only:
+            read_only = [r for r in read_only if r != id_path]
+        return cls(folder, id_path, tuple(fields), frozenset(read_only), filename_from)

@@ -1,0 +1,101 @@
+"""The Workspace aggregate: connector, folder schemas, main version, publish lock.
+
+Main's content changes are events of the workspace (``MainChanged``), so that
+the main version is strongly consistent with the lock and the staleness check.
+The aggregate keeps only the version; the content lives in the main-files
+projection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import PublishInProgress
+from domain.ids import workspace_uuid
+from domain.json_types import JsonObject
+from domain.schema import FolderSchema
+
+
+class Workspace(Aggregate):
+    @staticmethod
+    def create_id(workspace_id: str, **_: Any) -> UUID:
+        return workspace_uuid(workspace_id)
+
+    @event("WorkspaceCreated")
+    def __init__(self, workspace_id: str, connector: JsonObject) -> None:
+        self.workspace_id = workspace_id
+        self.connector = connector
+        self.schemas: dict[str, JsonObject] = {}
+        self.main_version = 0
+        self.publishing: str | None = None
+
+    # --- schemas ---------------------------------------------------------
+    def register_schema(self, schema: FolderSchema) -> None:
+        self._schema_registered(schema.folder, schema.to_dict())
+
+    @event("SchemaRegistered")
+    def _schema_registered(self, folder: str, schema: JsonObject) -> None:
+        self.schemas[folder] = schema
+
+    def schema(self, folder: str) -> FolderSchema | None:
+        data = self.schemas.get(folder)
+        return None if data is None else FolderSchema.from_dict(folder, data)
+
+    def folder_schemas(self) -> dict[str, FolderSchema]:
+        return {folder: FolderSchema.from_dict(folder, d) for folder, d in self.schemas.items()}
+
+    # --- the publish lock ------------------------------------------------
+    def acquire_publish_lock(self, pipeline_id: str) -> None:
+        if self.publishing == pipeline_id:
+            return
+        if self.publishing is not None:
+            raise PublishInProgress(
+                f"pipeline {self.publishing} is publishing in workspace {self.workspace_id}",
+                {"pipeline_id": self.publishing},
+            )
+        self._lock_acquired(pipeline_id)
+
+    @event("PublishLockAcquired")
+    def _lock_acquired(self, pipeline_id: str) -> None:
+        self.publishing = pipeline_id
+
+    def release_publish_lock(self, pipeline_id: str) -> None:
+        if self.publishing == pipeline_id:
+            self._lock_released(pipeline_id)
+
+    @event("PublishLockReleased")
+    def _lock_released(self, pipeline_id: str) -> None:
+        self.publishing = None
+
+    def ensure_not_publishing(self) -> None:
+        if self.publishing is not None:
+            raise PublishInProgress(
+                f"pipeline {self.publishing} is publishing in workspace {self.workspace_id}",
+                {"pipeline_id": self.publishing},
+            )
+
+    # --- main ------------------------------------------------------------
+    def change_main(self, source: str, changes: list[JsonObject]) -> int:
+        """Record changes to main: ``[{"path", "content" (None = removed), "record_id"}]``.
+
+        Returns the new main version.
+        """
+        if changes:
+            self._main_changed(source, changes)
+        return self.main_version
+
+    @event("MainChanged")
+    def _main_changed(self, source: str, changes: list[JsonObject]) -> None:
+        self.main_version += 1
+
+    def mark_seen(self, source: str, folder: str, record_ids: list[str]) -> None:
+        """A complete pull saw these unchanged records (FileIndex ``last_seen_at``)."""
+        if record_ids:
+            self._records_seen(source, folder, record_ids)
+
+    @event("RecordsSeen")
+    def _records_seen(self, source: str, folder: str, record_ids: list[str]) -> None:
+        pass
