@@ -85,6 +85,9 @@ class PublishPipeline(Aggregate):
         self.last_main_version = main_version
         self.started_at: str | None = None
         self.finished_at: str | None = None
+        self.completed_phases: list[str] = []
+        self.attempt = 0
+        """Number of retries: part of each call's idempotency key, so a retried call is new."""
 
     # --- the transition table -------------------------------------------
     def _require(self, command: str) -> None:
@@ -169,12 +172,15 @@ class PublishPipeline(Aggregate):
             if entry["status"] in (E_FAILED, E_SKIPPED):
                 entry["status"] = E_PLANNED
                 entry["error"] = None
+            if entry["phase"] in self.completed_phases:
+                self.completed_phases.remove(entry["phase"])
         self.state = RUNNING
         self.error = None
         self.cancel_requested = False
         self.finished_at = None
         self.lease_owner = None
         self.lease_expires_at = None
+        self.attempt += 1
 
     def mark_stale(self, reason: str) -> None:
         self._require("mark_stale")
@@ -301,13 +307,16 @@ class PublishPipeline(Aggregate):
 
     def complete_phase(self, worker: str, phase: str) -> None:
         self._require_worker(worker)
+        if phase in self.completed_phases:
+            return
         if any(e["status"] in OPEN_STATUSES for e in self.entries_of(phase)):
             raise IllegalTransition(f"phase {phase} of {self.pipeline_id} still has open entries")
         self._phase_completed(phase, self.phase_counts(phase))
 
     @event("PhaseCompleted")
     def _phase_completed(self, phase: str, counts: dict[str, int]) -> None:
-        pass
+        if phase not in self.completed_phases:
+            self.completed_phases.append(phase)
 
     def finish(self, worker: str) -> None:
         self._require_worker(worker)

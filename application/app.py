@@ -1,0 +1,375 @@
+"""PublishdApplication: the commands of publishd on one event store.
+
+One eventsourcing ``Application`` holds every aggregate (workspaces, drafts,
+pulls, pipelines), so the notification log is one global order: the audit
+stream, the projections and the read-your-writes positions all use it.
+
+Commands decide through the aggregates and save; each returns (or exposes) the
+notification position it produced so callers can wait for the projections.
+Queries that must see their own writes wait for that position first.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+
+from application.views import Views
+from domain.draft import Draft
+from domain.errors import (
+    AlreadyExists,
+    InvalidContent,
+    NotFound,
+    PublishInProgress,
+    StalePlan,
+    UnknownFolder,
+)
+from domain.ids import draft_uuid, workspace_uuid
+from domain.json_types import JsonObject
+from domain.paths import parse_path
+from domain.pipeline import FAILED, PLANNED, PublishPipeline
+from domain.plan import PlanEntry
+from domain.planner import plan as build_plan
+from domain.pull import Pull
+from domain.schema import FolderSchema
+from domain.workspace import Workspace
+
+T = TypeVar("T", bound=Aggregate[UUID])
+
+READ_TIMEOUT_S = 10.0
+MAX_CONFLICT_RETRIES = 5
+
+
+class PublishdApplication(Application[UUID]):
+    name = "publishd"
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        views: Views | None = None,
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        super().__init__(env)
+        self._views = views
+        self.new_id = new_id
+        self.last_position = 0
+
+    @property
+    def views(self) -> Views:
+        if self._views is None:
+            raise RuntimeError("this application was built without views")
+        return self._views
+
+    # --- saving -----------------------------------------------------------
+    def save_all(self, *aggregates: Aggregate[UUID] | None) -> int:
+        """Save atomically; returns the highest notification id written (0 if none)."""
+        recordings = self.save(*aggregates)
+        position = max((r.notification.id for r in recordings), default=0)
+        self.last_position = max(self.last_position, position)
+        return position
+
+    def head(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+    def catch_up(self, position: int | None = None) -> None:
+        """Wait until the projections have applied ``position`` (default: the head now)."""
+        target = self.head() if position is None else position
+        if target and not self.views.wait_for_position(target, READ_TIMEOUT_S):
+            raise TimeoutError(f"projections did not reach position {target} in time")
+
+    def load(self, aggregate_id: UUID | str, cls: type[T]) -> T | None:
+        """The aggregate of that id and class, or None (also for a malformed id)."""
+        try:
+            uid = aggregate_id if isinstance(aggregate_id, UUID) else UUID(aggregate_id)
+            aggregate = self.repository.get(uid)
+        except (ValueError, AggregateNotFoundError):
+            return None
+        return aggregate if isinstance(aggregate, cls) else None
+
+    # --- workspaces and schemas ---------------------------------------------
+    def workspace(self, workspace_id: str) -> Workspace:
+        workspace = self.load(workspace_uuid(workspace_id), Workspace)
+        if workspace is None:
+            raise NotFound(f"workspace {workspace_id} does not exist")
+        return workspace
+
+    def workspace_exists(self, workspace_id: str) -> bool:
+        try:
+            self.workspace(workspace_id)
+        except NotFound:
+            return False
+        return True
+
+    def create_workspace(self, workspace_id: str, connector: JsonObject) -> Workspace:
+        if self.workspace_exists(workspace_id):
+            raise AlreadyExists(f"workspace {workspace_id} already exists")
+        workspace = Workspace(workspace_id=workspace_id, connector=connector)
+        try:
+            self.save_all(workspace)
+        except IntegrityError:
+            raise AlreadyExists(f"workspace {workspace_id} already exists") from None
+        return workspace
+
+    def register_schema(self, workspace_id: str, folder: str, data: Mapping[str, Any]) -> JsonObject:
+        schema = FolderSchema.from_dict(folder, data)
+        self._retrying(lambda: self._register_schema(workspace_id, schema))
+        return schema.to_dict()
+
+    def _register_schema(self, workspace_id: str, schema: FolderSchema) -> int:
+        workspace = self.workspace(workspace_id)
+        workspace.register_schema(schema)
+        return self.save_all(workspace)
+
+    def _retrying(self, command: Callable[[], int]) -> int:
+        """Re-run a read-decide-save command when another writer moved an aggregate on."""
+        for attempt in range(MAX_CONFLICT_RETRIES):
+            try:
+                return command()
+            except IntegrityError:
+                if attempt == MAX_CONFLICT_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    # --- drafts ------------------------------------------------------------
+    def draft(self, workspace_id: str, user: str) -> Draft | None:
+        return self.load(draft_uuid(workspace_id, user), Draft)
+
+    def _draft_for_write(self, workspace_id: str, user: str) -> Draft:
+        return self.draft(workspace_id, user) or Draft(workspace_id=workspace_id, user=user)
+
+    def _checked_path(self, workspace: Workspace, path: str) -> str:
+        file_path = parse_path(path)
+        if file_path.folder not in workspace.schemas:
+            raise UnknownFolder(
+                f"folder {file_path.folder!r} has no schema in workspace {workspace.workspace_id}"
+            )
+        return file_path.path
+
+    def write_draft_file(self, workspace_id: str, user: str, path: str, content: Any) -> int:
+        if not isinstance(content, dict):
+            raise InvalidContent("a file's content must be a JSON object")
+        workspace = self.workspace(workspace_id)
+        checked = self._checked_path(workspace, path)
+
+        def command() -> int:
+            draft = self._draft_for_write(workspace_id, user)
+            draft.write_file(checked, content)
+            return self.save_all(draft)
+
+        return self._retrying(command)
+
+    def delete_draft_file(self, workspace_id: str, user: str, path: str) -> int:
+        workspace = self.workspace(workspace_id)
+        checked = self._checked_path(workspace, path)
+        self.catch_up()
+        on_main = bool(self.views.main_paths_exist(workspace_id, [checked]))
+
+        def command() -> int:
+            draft = self._draft_for_write(workspace_id, user)
+            draft.delete_file(checked, on_main=on_main)
+            return self.save_all(draft)
+
+        return self._retrying(command)
+
+    def discard_draft(self, workspace_id: str, user: str) -> int:
+        self.workspace(workspace_id)
+
+        def command() -> int:
+            draft = self.draft(workspace_id, user)
+            if draft is None:
+                return 0
+            draft.discard()
+            return self.save_all(draft)
+
+        return self._retrying(command)
+
+    def draft_changes(self, workspace_id: str, user: str) -> JsonObject:
+        self.workspace(workspace_id)
+        draft = self.draft(workspace_id, user)
+        if draft is None:
+            return {"version": 0, "changes": []}
+        self.catch_up()
+        on_main = self.views.main_paths_exist(workspace_id, list(draft.changes))
+        changes = []
+        for path in sorted(draft.changes):
+            content = draft.changes[path]
+            if content is None:
+                if path in on_main:
+                    changes.append({"path": path, "change": "deleted"})
+            else:
+                changes.append({"path": path, "change": "modified" if path in on_main else "added"})
+        return {"version": draft.version, "changes": changes}
+
+    def read_file(self, workspace_id: str, path: str, user: str | None = None) -> JsonObject:
+        workspace = self.workspace(workspace_id)
+        checked = self._checked_path(workspace, path)
+        if user is not None:
+            draft = self.draft(workspace_id, user)
+            if draft is not None and checked in draft.changes:
+                content = draft.changes[checked]
+                if content is None:
+                    raise NotFound(f"{checked} is deleted in the draft of {user}")
+                return content
+        self.catch_up()
+        found = self.views.main_file(workspace_id, checked)
+        if found is None:
+            raise NotFound(f"{checked} does not exist")
+        return found
+
+    # --- plan, run, cancel, retry -------------------------------------------
+    def plan(self, workspace_id: str, user: str, *, delete_page_size: int = 100) -> PublishPipeline:
+        workspace = self.workspace(workspace_id)
+        draft = self.draft(workspace_id, user)
+        changes: dict[str, JsonObject | None] = {} if draft is None else dict(draft.changes)
+        self.catch_up()
+        plan = build_plan(
+            changes,
+            workspace.folder_schemas(),
+            _PlannerInputs(self.views, workspace_id, user),
+            delete_page_size=delete_page_size,
+        )
+        pipeline = PublishPipeline(
+            pipeline_id=self.new_id(),
+            workspace_id=workspace_id,
+            user=user,
+            main_version=workspace.main_version,
+            draft_version=0 if draft is None else draft.version,
+            phases=plan.phases(),
+        )
+        pipeline.plan_entries(list(plan.entries))
+        self.save_all(pipeline)
+        return pipeline
+
+    def pipeline(self, pipeline_id: str) -> PublishPipeline:
+        pipeline = self.load(pipeline_id, PublishPipeline)
+        if pipeline is None:
+            raise NotFound(f"pipeline {pipeline_id} does not exist")
+        return pipeline
+
+    def request_run(self, pipeline_id: str) -> PublishPipeline:
+        """Take the workspace lock and queue the pipeline for a worker.
+
+        Refused as stale when main or the draft moved since planning (a planned
+        pipeline then ends in state ``stale``); as ``publish_in_progress`` when
+        another pipeline holds the lock.
+        """
+
+        def command() -> int:
+            pipeline = self.pipeline(pipeline_id)
+            workspace = self.workspace(pipeline.workspace_id)
+            if pipeline.state in (PLANNED, FAILED):
+                reason = self._staleness(pipeline, workspace)
+                if reason is not None:
+                    if pipeline.state == PLANNED:
+                        pipeline.mark_stale(reason)
+                        self.save_all(pipeline)
+                    raise StalePlan(reason, {"pipeline_id": pipeline_id})
+            pipeline.request_run()
+            workspace.acquire_publish_lock(pipeline_id)
+            return self.save_all(pipeline, workspace)
+
+        self._retrying_lock(command)
+        return self.pipeline(pipeline_id)
+
+    def _retrying_lock(self, command: Callable[[], int]) -> int:
+        """A lost race for the workspace lock surfaces as publish_in_progress."""
+        try:
+            return self._retrying(command)
+        except IntegrityError:
+            raise PublishInProgress("another command is publishing in this workspace") from None
+
+    def _staleness(self, pipeline: PublishPipeline, workspace: Workspace) -> str | None:
+        if workspace.main_version != pipeline.last_main_version:
+            return (
+                f"main moved from version {pipeline.last_main_version} to "
+                f"{workspace.main_version} since the plan was made: plan again"
+            )
+        if pipeline.state == PLANNED:
+            draft = self.draft(pipeline.workspace_id, pipeline.user)
+            draft_version = 0 if draft is None else draft.version
+            if draft_version != pipeline.draft_version:
+                return (
+                    f"the draft moved from version {pipeline.draft_version} to "
+                    f"{draft_version} since the plan was made: plan again"
+                )
+        return None
+
+    def request_retry(self, pipeline_id: str) -> PublishPipeline:
+        def command() -> int:
+            pipeline = self.pipeline(pipeline_id)
+            workspace = self.workspace(pipeline.workspace_id)
+            pipeline._require("retry")
+            if workspace.main_version != pipeline.last_main_version:
+                raise StalePlan(
+                    "main moved since this pipeline last changed it: plan again",
+                    {"pipeline_id": pipeline_id},
+                )
+            pipeline.request_retry()
+            workspace.acquire_publish_lock(pipeline_id)
+            return self.save_all(pipeline, workspace)
+
+        self._retrying_lock(command)
+        return self.pipeline(pipeline_id)
+
+    def request_cancel(self, pipeline_id: str) -> PublishPipeline:
+        def command() -> int:
+            pipeline = self.pipeline(pipeline_id)
+            pipeline.request_cancel()
+            return self.save_all(pipeline)
+
+        self._retrying(command)
+        return self.pipeline(pipeline_id)
+
+    # --- pulls ---------------------------------------------------------------
+    def start_pull(self, workspace_id: str, folders: list[str] | None) -> Pull:
+        workspace = self.workspace(workspace_id)
+        workspace.ensure_not_publishing()
+        chosen = sorted(workspace.schemas) if not folders else folders
+        for folder in chosen:
+            if folder not in workspace.schemas:
+                raise UnknownFolder(f"folder {folder!r} has no schema in workspace {workspace_id}")
+        pull = Pull(pull_id=self.new_id(), workspace_id=workspace_id, folders=chosen)
+        self.save_all(pull)
+        return pull
+
+    def pull(self, pull_id: str) -> Pull:
+        pull = self.load(pull_id, Pull)
+        if pull is None:
+            raise NotFound(f"pull {pull_id} does not exist")
+        return pull
+
+
+class _PlannerInputs:
+    """The planner's lookups, answered by the projections (one query per batch)."""
+
+    def __init__(self, views: Views, workspace_id: str, user: str) -> None:
+        self._views = views
+        self._workspace_id = workspace_id
+        self._user = user
+
+    def main_contents(self, paths: Any) -> Mapping[str, JsonObject]:
+        return self._views.main_contents(self._workspace_id, list(paths))
+
+    def record_ids(self, files: Any) -> Any:
+        wanted = list(files)
+        found = self._views.record_ids(
+            self._workspace_id, [(f.folder, f.filename) for f in wanted]
+        )
+        return {f: found[(f.folder, f.filename)] for f in wanted if (f.folder, f.filename) in found}
+
+    def inbound_references(self, targets: Any) -> Any:
+        return self._views.inbound_references(
+            self._workspace_id,
+            [(t.folder, t.filename, t.record_id) for t in targets],
+            ["main"],
+        )
+
+
+__all__ = ["PlanEntry", "PublishdApplication"]
