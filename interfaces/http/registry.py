@@ -1,0 +1,117 @@
+"""One declaration per endpoint: it yields both the Starlette route and its OpenAPI entry.
+
+So ``/openapi.json`` is generated from the same pydantic models the handlers
+parse and answer with, and the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from interfaces.http.models import ErrorBody
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+_STATUS_TEXT = {
+    200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad request",
+    401: "Unauthorized", 403: "Forbidden", 404: "Not found", 409: "Conflict",
+    413: "Payload too large", 422: "Invalid request", 429: "Rate limited",
+}
+
+
+@dataclass(frozen=True)
+class Query:
+    name: str
+    schema: dict[str, Any]
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    body: type[BaseModel] | dict[str, Any] | None = None
+    responses: dict[int, type[BaseModel] | None] = field(default_factory=dict)
+    errors: tuple[int, ...] = ()
+    query: tuple[Query, ...] = ()
+    auth: bool = True
+    content_type: str = "application/json"
+
+    def route(self) -> Route:
+        return Route(self.path, self.handler, methods=[self.method])
+
+
+def _openapi_path(path: str) -> tuple[str, list[str]]:
+    names = re.findall(r"{(\w+)(?::\w+)?}", path)
+    return re.sub(r"{(\w+)(?::\w+)?}", r"{\1}", path), names
+
+
+def openapi(endpoints: list[Endpoint], title: str, version: str) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for these endpoints."""
+    schemas: dict[str, Any] = {}
+
+    def ref(model: type[BaseModel]) -> dict[str, Any]:
+        doc = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in doc.pop("$defs", {}).items():
+            schemas[name] = sub
+        schemas[model.__name__] = doc
+        return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+    paths: dict[str, Any] = {}
+    for ep in endpoints:
+        path, names = _openapi_path(ep.path)
+        op: dict[str, Any] = {"summary": ep.summary, "operationId": ep.handler.__name__}
+        params = [
+            {"name": n, "in": "path", "required": True,
+             "schema": {"type": "string", "minLength": 1, "pattern": "^[^/]+$"}}
+            for n in names
+        ]
+        params += [
+            {"name": q.name, "in": "query", "required": q.required, "schema": q.schema}
+            for q in ep.query
+        ]
+        if params:
+            op["parameters"] = params
+        if ep.body is not None:
+            schema = ep.body if isinstance(ep.body, dict) else ref(ep.body)
+            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+        responses: dict[str, Any] = {}
+        for status, model in ep.responses.items():
+            entry: dict[str, Any] = {"description": _STATUS_TEXT.get(status, "OK")}
+            if model is not None:
+                entry["content"] = {ep.content_type: {"schema": ref(model)}}
+            responses[str(status)] = entry
+        error_ref = ref(ErrorBody)
+        statuses = set(ep.errors) | ({401, 403, 404} if ep.auth else set())
+        if ep.body is not None:
+            statuses |= {413, 422}
+        if params:
+            statuses.add(422)
+        for status in sorted(statuses):
+            responses[str(status)] = {
+                "description": _STATUS_TEXT.get(status, "Error"),
+                "content": {"application/json": {"schema": error_ref}},
+            }
+        op["responses"] = responses
+        if ep.auth:
+            op["security"] = [{"bearer": []}]
+        paths.setdefault(path, {})[ep.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
