@@ -306,6 +306,10 @@ class PipelineRun:
                 await connector.delete_many(op["folder"], ids, unit.idempotency_key)
                 return Outcome(unit)
             fields = resolve_refs(op["fields"], self._lookup)
+            for where, target in iter_at_refs(fields):
+                raise UnresolvedReference(
+                    f"{where} points at {target.path}, which has no record id"
+                )
             if op["type"] == "create":
                 record = await connector.create(op["folder"], fields, unit.idempotency_key)
             else:
