@@ -1,0 +1,113 @@
+"""FileIndex: ``(workspace, folder, record_id) <-> filename``, with ``last_seen_at``.
+
+Main's content events carry both sides of the pair, so the index follows
+``MainChanged`` (a file with a record id is indexed, a removed file leaves)
+and ``RecordsSeen`` (a complete pull saw an unchanged record).
+
+Both keys are unique, so one change can displace another row (a record that
+is renamed, a filename taken over by another record). The batch is replayed
+on an in-memory overlay that knows only the keys it touched; the adapter then
+removes every stored row holding a touched key and inserts the overlay's
+surviving rows, which gives the same table as applying the events one by one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from application.projections.events import ProjectedEvent, folder_and_filename
+from application.projections.ports import (
+    FileIndexRow,
+    FileIndexWriter,
+    FileKey,
+    Projection,
+    ProjectionContext,
+    SeenRow,
+)
+
+Key = tuple[str, str, str]
+"""(workspace, folder, record_id or filename)"""
+
+
+class _Overlay:
+    def __init__(self) -> None:
+        self.by_record: dict[Key, FileIndexRow | None] = {}
+        self.by_filename: dict[Key, str | None] = {}
+        self.seen: dict[Key, str] = {}
+
+    def upsert(self, row: FileIndexRow) -> None:
+        ws, folder = row.workspace, row.folder
+        rkey = (ws, folder, row.record_id)
+        previous = self.by_record.get(rkey)
+        if previous is not None:
+            self.by_filename[(ws, folder, previous.filename)] = None
+        holder = self.by_filename.get((ws, folder, row.filename))
+        if holder is not None and holder != row.record_id:
+            self.by_record[(ws, folder, holder)] = None
+        self.by_record[rkey] = row
+        self.by_filename[(ws, folder, row.filename)] = row.record_id
+        self.seen.pop(rkey, None)
+
+    def remove_filename(self, ws: str, folder: str, filename: str) -> None:
+        holder = self.by_filename.get((ws, folder, filename))
+        if holder is not None:
+            self.by_record[(ws, folder, holder)] = None
+        self.by_filename[(ws, folder, filename)] = None
+
+    def remove_record(self, ws: str, folder: str, record_id: str) -> None:
+        previous = self.by_record.get((ws, folder, record_id))
+        if previous is not None:
+            self.by_filename[(ws, folder, previous.filename)] = None
+        self.by_record[(ws, folder, record_id)] = None
+        self.seen.pop((ws, folder, record_id), None)
+
+    def touch(self, ws: str, folder: str, record_id: str, at: str) -> None:
+        rkey = (ws, folder, record_id)
+        if rkey in self.by_record:
+            row = self.by_record[rkey]
+            if row is not None:
+                self.by_record[rkey] = row._replace(last_seen_at=at)
+        else:
+            self.seen[rkey] = at
+
+    def flush(self, writer: FileIndexWriter) -> None:
+        removed = [FileKey(ws, folder, rid, None) for ws, folder, rid in self.by_record]
+        removed += [FileKey(ws, folder, None, name) for ws, folder, name in self.by_filename]
+        rows = [row for row in self.by_record.values() if row is not None]
+        seen = [SeenRow(ws, folder, rid, at) for (ws, folder, rid), at in self.seen.items()]
+        if removed or seen:
+            writer.write(removed, rows, seen)
+
+
+class FileIndexProjection(Projection[FileIndexWriter]):
+    name = "file_index"
+    events = frozenset({"WorkspaceCreated", "MainChanged", "RecordsSeen"})
+
+    def apply(
+        self, events: Sequence[ProjectedEvent], ctx: ProjectionContext, writer: FileIndexWriter
+    ) -> None:
+        overlay = _Overlay()
+        for event in events:
+            if event.name == "WorkspaceCreated":
+                ctx.note(event)
+                continue
+            ws = ctx.workspace_of(event.originator_id)
+            if ws is None:
+                continue
+            if event.name == "MainChanged":
+                for change in event.data["changes"]:
+                    folder, filename = folder_and_filename(change["path"])
+                    record_id = change.get("record_id")
+                    if change.get("content") is not None and record_id:
+                        overlay.upsert(
+                            FileIndexRow(ws, folder, record_id, filename, event.timestamp)
+                        )
+                    else:
+                        overlay.remove_filename(ws, folder, filename)
+                        if record_id:
+                            overlay.remove_record(ws, folder, record_id)
+            elif event.name == "RecordsSeen":
+                folder = event.data["folder"]
+                for record_id in event.data["record_ids"]:
+                    overlay.touch(ws, folder, record_id, event.timestamp)
+        overlay.flush(writer)

@@ -1,0 +1,155 @@
+"""FileReference: who points at what, on main and in every draft.
+
+Main's pointers come from main content read with the folder's schema as it
+stood when the content was recorded (schemas come from ``SchemaRegistered``,
+kept by this projection in its own table); a draft's pointers come from the
+draft's content. A file's pointers are replaced as a whole whenever the file
+changes, and a removed or deleted file points at nothing.
+
+The projection writes each pointer as the file wrote it (a target filename for
+an @-reference, a target record id for a resolved id); the adapter fills the
+other column from FileIndex, so both are filled whenever FileIndex knows them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from application.projections.events import ProjectedEvent, folder_and_filename
+from application.projections.ports import (
+    FileReferenceWriter,
+    Projection,
+    ProjectionContext,
+    ReferenceRow,
+    SourceKey,
+)
+from domain.errors import DomainError
+from domain.json_types import JsonObject
+from domain.references import extract_references
+from domain.schema import FolderSchema
+
+MAIN = "main"
+
+
+def draft_branch(user: str) -> str:
+    return f"draft:{user}"
+
+
+def references_of(
+    workspace: str, branch: str, path: str, content: JsonObject, schema: FolderSchema | None
+) -> list[ReferenceRow]:
+    """One row per distinct target of the file (the same target in two fields is one row)."""
+    rows: dict[tuple[str, str | None, str | None], ReferenceRow] = {}
+    for ref in extract_references(content, schema):
+        key = (ref.target_folder, ref.target_filename, ref.target_record_id)
+        if key not in rows:
+            pointer = "filename" if ref.target_filename is not None else "record_id"
+            rows[key] = ReferenceRow(
+                workspace,
+                branch,
+                path,
+                ref.target_folder,
+                ref.target_filename,
+                ref.target_record_id,
+                pointer,
+            )
+    return list(rows.values())
+
+
+class _Batch:
+    def __init__(self, writer: FileReferenceWriter) -> None:
+        self.writer = writer
+        self.schemas: dict[tuple[str, str], FolderSchema | None] = {}
+        self.new_schemas: dict[tuple[str, str], JsonObject] = {}
+        self.cleared: list[tuple[str, str]] = []
+        self.sources: dict[SourceKey, list[ReferenceRow]] = {}
+
+    def schema(self, workspace: str, folder: str) -> FolderSchema | None:
+        key = (workspace, folder)
+        if key not in self.schemas:
+            self.schemas[key] = _parse(folder, self.writer.load_schema(workspace, folder))
+        return self.schemas[key]
+
+    def register(self, workspace: str, folder: str, data: JsonObject) -> None:
+        self.schemas[(workspace, folder)] = _parse(folder, data)
+        self.new_schemas[(workspace, folder)] = data
+
+    def replace(self, workspace: str, branch: str, path: str, content: JsonObject | None) -> None:
+        rows: list[ReferenceRow] = []
+        if content is not None:
+            schema = self.schema(workspace, folder_and_filename(path)[0])
+            rows = references_of(workspace, branch, path, content, schema)
+        self.sources[SourceKey(workspace, branch, path)] = rows
+
+    def clear_branch(self, workspace: str, branch: str) -> None:
+        for key in [k for k in self.sources if k.workspace == workspace and k.branch == branch]:
+            del self.sources[key]
+        self.cleared.append((workspace, branch))
+
+    def flush(self) -> None:
+        if self.new_schemas or self.cleared or self.sources:
+            self.writer.write(
+                [(ws, folder, data) for (ws, folder), data in self.new_schemas.items()],
+                self.cleared,
+                list(self.sources),
+                [row for rows in self.sources.values() for row in rows],
+            )
+
+
+def _parse(folder: str, data: JsonObject | None) -> FolderSchema | None:
+    if data is None:
+        return None
+    try:
+        return FolderSchema.from_dict(folder, data)
+    except DomainError:
+        return None
+
+
+class FileReferenceProjection(Projection[FileReferenceWriter]):
+    name = "file_reference"
+    events = frozenset(
+        {
+            "WorkspaceCreated",
+            "SchemaRegistered",
+            "MainChanged",
+            "DraftStarted",
+            "DraftFileWritten",
+            "DraftFileDeleted",
+            "DraftFileReverted",
+            "DraftDiscarded",
+            "DraftRebased",
+        }
+    )
+
+    def apply(
+        self, events: Sequence[ProjectedEvent], ctx: ProjectionContext, writer: FileReferenceWriter
+    ) -> None:
+        batch = _Batch(writer)
+        for event in events:
+            name, data = event.name, event.data
+            if name in ("WorkspaceCreated", "DraftStarted"):
+                ctx.note(event)
+            elif name in ("SchemaRegistered", "MainChanged"):
+                ws = ctx.workspace_of(event.originator_id)
+                if ws is None:
+                    continue
+                if name == "SchemaRegistered":
+                    batch.register(ws, data["folder"], data["schema"])
+                else:
+                    for change in data["changes"]:
+                        batch.replace(ws, MAIN, change["path"], change.get("content"))
+            else:
+                draft = ctx.draft_of(event.originator_id)
+                if draft is None:
+                    continue
+                ws, branch = draft[0], draft_branch(draft[1])
+                if name == "DraftFileWritten":
+                    batch.replace(ws, branch, data["path"], data["content"])
+                elif name in ("DraftFileDeleted", "DraftFileReverted"):
+                    batch.replace(ws, branch, data["path"], None)
+                elif name == "DraftRebased":
+                    for path in data["paths"]:
+                        batch.replace(ws, branch, path, None)
+                elif name == "DraftDiscarded":
+                    batch.clear_branch(ws, branch)
+        batch.flush()
