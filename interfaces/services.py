@@ -26,18 +26,13 @@ from domain.paths import parse_ref
 from domain.pipeline import TERMINAL_STATES
 from domain.pull import Pull
 from domain.workspace import Workspace
+from infrastructure.postgres.tokens import Principal
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Principal:
-    workspace: str | None
-    scopes: frozenset[str]
-    admin: bool
-
-
-Guard = Callable[[Request, str, str | None], Awaitable[Principal]]
+Authenticate = Callable[[Request], Awaitable[Principal]]
+Authorize = Callable[[Principal, str, str | None], None]
 
 
 @dataclass
@@ -45,10 +40,17 @@ class Services:
     app: PublishdApplication
     views: Views
     connector_for: Callable[[Workspace], Connector]
-    guard: Guard
+    authenticate: Authenticate
+    authorize: Authorize
     worker: Worker | None = None
     wait_timeout_s: float = 600.0
     _pulls: set[asyncio.Task[Pull]] = field(default_factory=set)
+
+    async def guard(self, request: Request, scope: str, workspace: str | None) -> Principal:
+        """Authenticate (401), then authorize for ``scope`` in ``workspace`` (403/404)."""
+        principal = await self.authenticate(request)
+        self.authorize(principal, scope, workspace)
+        return principal
 
     # --- background work ----------------------------------------------------
     def wake_worker(self) -> None:

@@ -207,9 +207,9 @@ async def plan(request: Request) -> Response:
 async def _pipeline_workspace(request: Request, scope: str) -> tuple[Services, str]:
     s = services(request)
     pipeline_id = request.path_params["pipeline_id"]
-    await s.guard(request, scope, None)  # authenticates before anything is revealed
+    principal = await s.authenticate(request)  # 401 before anything is revealed
     pipeline = await run_in_threadpool(s.app.pipeline, pipeline_id)
-    await s.guard(request, scope, pipeline.workspace_id)
+    s.authorize(principal, scope, pipeline.workspace_id)
     return s, pipeline_id
 
 
@@ -256,9 +256,10 @@ async def pipeline_status(request: Request) -> Response:
 async def list_pipelines(request: Request) -> Response:
     s = services(request)
     ws = request.query_params.get("workspace")
-    principal = await s.guard(request, "read", ws)
+    principal = await s.authenticate(request)
     if ws is None and not principal.admin:
         ws = principal.workspace
+    s.authorize(principal, "read", ws)
     state = request.query_params.get("state")
     states = ("planned", "running", "completed", "completed_with_errors", "failed", "cancelled", "stale")
     if state is not None and state not in states:

@@ -1,0 +1,169 @@
+"""The one place that builds publishd's parts from settings.
+
+Nothing connects to a database or starts a thread at import time: ``Runtime``
+does it when built, and ``Runtime.close`` undoes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.types import ASGIApp
+
+from application.app import PublishdApplication
+from application.connector import Connector
+from application.worker import Worker
+from domain.workspace import Workspace
+from infrastructure.connectors.sandbox import SandboxConnector
+from infrastructure.postgres.database import Database, resolve
+from infrastructure.postgres.event_feed import EventFeed
+from infrastructure.postgres.tokens import TokenStore
+from infrastructure.postgres.views import PostgresViews
+from infrastructure.settings import Settings
+from interfaces.http.app import create_app
+from interfaces.http.auth import Authenticator, auth_routes, require_scope
+from interfaces.http.metrics import metrics_endpoint
+from interfaces.http.streams import stream_routes
+from interfaces.services import Services
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def ensure_schema(database: Database, schema: str) -> None:
+    with database.connect(autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+
+
+@dataclass
+class Runtime:
+    """A process's connection to one publishd database."""
+
+    settings: Settings
+    database: Database
+    app: PublishdApplication
+    views: PostgresViews
+    tokens: TokenStore
+    _connectors: dict[tuple[str, str], Connector] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, settings: Settings | None = None) -> Runtime:
+        settings = settings or Settings()
+        database = resolve(settings.database_url, settings.data_dir)
+        ensure_schema(database, settings.db_schema)
+        env = database.eventsourcing_env(settings.db_schema, settings.pool_size)
+        env["AGGREGATE_CACHE_MAXSIZE"] = "1000"
+        views = PostgresViews(database, settings.db_schema)
+        app = PublishdApplication(env, views=views)
+        views.bind(app.recorder)
+        tokens = TokenStore(database.conninfo, settings.db_schema)
+        tokens.open()
+        tokens.create_tables()
+        return cls(settings, database, app, views, tokens)
+
+    def connector_for(self, workspace: Workspace) -> Connector:
+        """One connector per workspace and event loop (httpx clients belong to their loop)."""
+        config = workspace.connector
+        try:
+            loop_id = str(id(asyncio.get_running_loop()))
+        except RuntimeError:
+            loop_id = "none"
+        key = (workspace.workspace_id, f"{config.get('base_url')}@{loop_id}")
+        connector = self._connectors.get(key)
+        if connector is None:
+            if config.get("type") != "sandbox":
+                raise ValueError(f"unknown connector type {config.get('type')!r}")
+            connector = SandboxConnector(
+                str(config["base_url"]), concurrency=self.settings.worker_concurrency
+            )
+            self._connectors[key] = connector
+        return connector
+
+    def worker(self, name: str | None = None) -> Worker:
+        return Worker(
+            self.app,
+            self.connector_for,
+            clock=utc_now,
+            lease=timedelta(seconds=self.settings.lease_seconds),
+            concurrency=self.settings.worker_concurrency,
+            name=name,
+        )
+
+    async def aclose_connectors(self) -> None:
+        for connector in self._connectors.values():
+            await connector.aclose()
+        self._connectors.clear()
+
+    def close(self) -> None:
+        self.tokens.close()
+        self.views.close()
+        self.app.close()
+
+
+def build_http_app(
+    runtime: Runtime,
+    *,
+    with_worker: bool = True,
+    with_projections: bool = True,
+    ping_seconds: float = 15.0,
+) -> ASGIApp:
+    """The API + streams (+ workers + projections) of ``publishd serve``."""
+    authenticator = Authenticator(runtime.tokens)
+    worker = runtime.worker() if with_worker else None
+    feed = EventFeed.for_recorder(runtime.app.recorder, runtime.database.conninfo)
+
+    async def authenticate(request: Any) -> Any:
+        return await authenticator.authenticate(request)
+
+    services = Services(
+        app=runtime.app,
+        views=runtime.views,
+        connector_for=runtime.connector_for,
+        authenticate=authenticate,
+        authorize=require_scope,
+        worker=worker,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        stop_thread = threading.Event()
+        background: list[asyncio.Future[Any]] = []
+        await feed.start()
+        if with_projections:
+            background.append(
+                asyncio.ensure_future(
+                    asyncio.to_thread(runtime.views.run_projections, stop_thread)
+                )
+            )
+        if worker is not None:
+            background.append(asyncio.ensure_future(worker.serve(stop)))
+        try:
+            yield
+        finally:
+            stop.set()
+            stop_thread.set()
+            await asyncio.gather(*background, return_exceptions=True)
+            await services.aclose()
+            await feed.aclose()
+            await runtime.aclose_connectors()
+
+    streams = stream_routes(feed, authenticator, ping_seconds=ping_seconds)
+    return create_app(
+        services,
+        extra_routes=[*streams, *auth_routes(authenticator)],
+        metrics=metrics_endpoint(runtime, feed),
+        lifespan=lifespan,
+        max_request_bytes=runtime.settings.max_request_bytes,
+    )
+
+
+Factory = Callable[[], Runtime]

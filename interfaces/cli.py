@@ -1,0 +1,264 @@
+"""``publishd``: the server roles, the sandbox, tokens, and client commands.
+
+Settings come from ``PUBLISHD_*`` environment variables (see
+``infrastructure.settings``); every role honours ``PUBLISHD_DATABASE_URL`` and
+``PUBLISHD_DATA_DIR`` so separate processes share one database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+
+from interfaces.client import Client, ClientError, emit, follow
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from infrastructure.settings import Settings
+
+    overrides = {}
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
+    if getattr(args, "port", None):
+        overrides["port"] = args.port
+    return Settings(**overrides)
+
+
+# --- server roles ------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    from interfaces.server import serve
+
+    return serve(_settings(args), announce=True)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from interfaces.bootstrap import Runtime
+
+    runtime = Runtime.build(_settings(args))
+    worker = runtime.worker(args.name)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"worker {worker.name} running", flush=True)
+        try:
+            await worker.serve(stop)
+        finally:
+            await runtime.aclose_connectors()
+
+    try:
+        asyncio.run(main())
+    finally:
+        runtime.close()
+    return 0
+
+
+def cmd_projections(args: argparse.Namespace) -> int:
+    import threading
+
+    from interfaces.bootstrap import Runtime
+
+    runtime = Runtime.build(_settings(args))
+    try:
+        if args.action == "run":
+            stop = threading.Event()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: stop.set())
+            print("projections running", flush=True)
+            runtime.views.run_projections(stop)
+            return 0
+        if args.action == "rebuild":
+            count = runtime.views.rebuild(args.name)
+            print(f"rebuilt {args.name or 'all projections'} from {count} events")
+            return 0
+        report = runtime.views.verify()
+        if report:
+            print(json.dumps(report, indent=2, default=str))
+            return 1
+        print("projections verified: every table equals a rebuild")
+        return 0
+    finally:
+        runtime.close()
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from infrastructure.sandbox.server import serve
+
+    serve(
+        host=args.host or "127.0.0.1",
+        port=args.port,
+        seed_file=args.seed,
+        latency_ms=args.latency_ms,
+        fail_rate=args.fail_rate,
+        rate_limit=args.rate_limit,
+    )
+    return 0
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    from interfaces.bootstrap import Runtime
+
+    if not args.admin and not args.workspace:
+        print("give --workspace WS --scopes ... or --admin", file=sys.stderr)
+        return 2
+    scopes = [s for s in (args.scopes or "read").split(",") if s]
+    unknown = set(scopes) - {"read", "write", "publish", "admin"}
+    if unknown:
+        print(f"unknown scopes: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    runtime = Runtime.build(_settings(args))
+    try:
+        token = runtime.tokens.create_token(
+            None if args.admin else args.workspace, scopes, admin=args.admin
+        )
+    finally:
+        runtime.close()
+    print(token)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from interfaces.demo import run_demo
+
+    return run_demo(_settings(args), local=args.command == "run-local")
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    if args.action == "export":
+        client = _client(args)
+        params = {"follow": "false"}
+        for event in client.stream(f"/workspaces/{args.workspace}/events", params):
+            sys.stdout.write(json.dumps(event) + "\n")
+        return 0
+    from interfaces.audit import pipeline_at_version
+
+    print(json.dumps(pipeline_at_version(_settings(args), args.pipeline_id, args.version), indent=2))
+    return 0
+
+
+# --- client commands ----------------------------------------------------------------
+def _client(args: argparse.Namespace) -> Client:
+    url = args.url or os.environ.get("PUBLISHD_URL", DEFAULT_URL)
+    token = args.token or os.environ.get("PUBLISHD_TOKEN")
+    return Client(url, token)
+
+
+def cmd_client(args: argparse.Namespace) -> int:
+    client, console = _client(args), Console(stderr=args.json)
+    wait = {"wait": "true"} if getattr(args, "wait", False) else {}
+    draft = f"/workspaces/{getattr(args, 'workspace', '')}/drafts/{getattr(args, 'user', '')}"
+    calls = {
+        "plan": lambda: client.request("POST", f"{draft}/plans"),
+        "publish": lambda: client.request("POST", f"{draft}/publish", params=wait),
+        "run": lambda: client.request("POST", f"/pipelines/{args.pipeline_id}/run", params=wait),
+        "cancel": lambda: client.request("POST", f"/pipelines/{args.pipeline_id}/cancel"),
+        "retry": lambda: client.request("POST", f"/pipelines/{args.pipeline_id}/retry", params=wait),
+        "status": lambda: client.request("GET", f"/pipelines/{args.pipeline_id}"),
+    }
+    try:
+        if args.command == "follow":
+            status = follow(client, args.pipeline_id, args.json, console)
+            return 0 if status["state"] in ("completed",) else 1
+        result = calls[args.command]()
+        if args.command in ("run", "publish", "retry") and getattr(args, "follow", False):
+            emit(result, args.json, console)
+            status = follow(client, result["pipeline_id"], args.json, console)
+            return 0 if status["state"] == "completed" else 1
+        emit(result, args.json, console)
+        return 0
+    except ClientError as exc:
+        emit(exc.body, args.json, console) if args.json else console.print(f"[red]{exc}")
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="publishd", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="API + streams + workers + projections")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="run pipelines (scale-out role)")
+    worker.add_argument("--name")
+    worker.set_defaults(func=cmd_worker)
+
+    projections = sub.add_parser("projections", help="run, rebuild or verify projections")
+    projections.add_argument("action", choices=["run", "rebuild", "verify"])
+    projections.add_argument("name", nargs="?")
+    projections.set_defaults(func=cmd_projections)
+
+    sandbox = sub.add_parser("sandbox", help="the sandbox CMS service")
+    sandbox.add_argument("action", choices=["serve"])
+    sandbox.add_argument("--host")
+    sandbox.add_argument("--port", type=int, required=True)
+    sandbox.add_argument("--seed")
+    sandbox.add_argument("--latency-ms", type=float, default=0.0)
+    sandbox.add_argument("--fail-rate", type=float, default=0.0)
+    sandbox.add_argument("--rate-limit")
+    sandbox.set_defaults(func=cmd_sandbox)
+
+    tokens = sub.add_parser("tokens", help="API tokens")
+    tokens.add_argument("action", choices=["create"])
+    tokens.add_argument("--workspace")
+    tokens.add_argument("--scopes")
+    tokens.add_argument("--admin", action="store_true")
+    tokens.set_defaults(func=cmd_tokens)
+
+    for name, text in (("demo", "the whole story in the terminal"),
+                       ("run-local", "what `make run` starts")):
+        demo = sub.add_parser(name, help=text)
+        demo.set_defaults(func=cmd_demo)
+
+    audit = sub.add_parser("audit", help="export events or show a pipeline at a past version")
+    audit_sub = audit.add_subparsers(dest="action", required=True)
+    export = audit_sub.add_parser("export", help="a workspace's events as NDJSON")
+    export.add_argument("--workspace", required=True)
+    show = audit_sub.add_parser("pipeline", help="a pipeline's state at a version")
+    show.add_argument("pipeline_id")
+    show.add_argument("--version", type=int)
+    for p in (export, show):
+        p.add_argument("--url")
+        p.add_argument("--token")
+    audit.set_defaults(func=cmd_audit)
+
+    for name in ("plan", "publish"):
+        p = sub.add_parser(name, help=f"{name} a user's draft")
+        p.add_argument("workspace")
+        p.add_argument("user")
+    for name in ("run", "cancel", "retry", "status", "follow"):
+        p = sub.add_parser(name, help=f"{name} a pipeline")
+        p.add_argument("pipeline_id")
+    for name in ("plan", "publish", "run", "cancel", "retry", "status", "follow"):
+        p = sub.choices[name]
+        p.add_argument("--url")
+        p.add_argument("--token")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        if name in ("publish", "run", "retry"):
+            p.add_argument("--wait", action="store_true")
+            p.add_argument("--follow", action="store_true", help="live progress until the end")
+        p.set_defaults(func=cmd_client)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,161 @@
+"""Event streams over SSE and NDJSON: a pipeline's, a workspace's, and everything.
+
+Every stream is "replay, then tail" with no gap and no repeat: it subscribes to
+the live feed *first*, then replays from the store up to the point the live
+queue is sure to cover, then drains the live queue skipping what the replay
+already sent. Replayed and live events come from the same decoder, so a client
+cannot tell them apart. A client that falls too far behind loses its live
+queue, its stream ends, and it resumes with ``Last-Event-ID`` through replay.
+
+The subscription lives inside the body generator, so it exists only while a
+response is being streamed and is removed in ``finally`` when the client
+leaves (sse-starlette and Starlette cancel the generator on disconnect).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from uuid import UUID
+
+from sse_starlette import EventSourceResponse
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from domain.ids import workspace_uuid
+from infrastructure.postgres.event_feed import EventFeed, Head
+from infrastructure.postgres.event_wire import (
+    PIPELINE_TOPIC_MARK,
+    TERMINAL_PIPELINE_EVENTS,
+    FeedEvent,
+    StreamId,
+)
+from interfaces.http.auth import Authenticator, require_scope
+from interfaces.http.errors import ApiError
+
+NDJSON = "application/x-ndjson"
+Batches = AsyncGenerator[list[FeedEvent], None]
+
+
+def resume_point(request: Request) -> int:
+    """``Last-Event-ID`` (header) or ``?after=``: an integer >= 0; 0 means from the start."""
+    raw = request.headers.get("last-event-id")
+    if raw is None:
+        raw = request.query_params.get("after")
+    if raw is None or raw.strip() == "":
+        return 0
+    raw = raw.strip()
+    if not raw.isdigit() or not raw.isascii():
+        raise ApiError("invalid_request", "Last-Event-ID / after must be an integer >= 0")
+    return int(raw)
+
+
+def _follow(request: Request) -> bool:
+    value = request.query_params.get("follow", "true").lower()
+    if value not in ("true", "false", "1", "0"):
+        raise ApiError("invalid_request", "follow must be true or false")
+    return value in ("true", "1")
+
+
+async def pipeline_events(feed: EventFeed, pipeline_id: UUID, after: int, head: Head) -> Batches:
+    with feed.subscribe_pipeline(pipeline_id) as live:
+        last, last_type = after, (head.type if head.version <= after else None)
+        async for page in feed.replay_pipeline(pipeline_id, after):
+            yield page
+            last, last_type = page[-1].version, page[-1].type
+        if last_type in TERMINAL_PIPELINE_EVENTS:
+            return  # a finished pipeline: nothing more will come (a retry is a new connection)
+        while batch := await live.next_batch():
+            fresh = [e for e in batch if e.version > last]
+            for i, event in enumerate(fresh):
+                if event.is_terminal:
+                    yield fresh[: i + 1]
+                    return
+            if fresh:
+                yield fresh
+                last = fresh[-1].version
+
+
+async def positioned_events(
+    feed: EventFeed, workspace: str | None, after: int, follow: bool
+) -> Batches:
+    """A workspace's events (or all, for ``None``) in global order, ``id:`` = position."""
+    live = feed.subscribe_all() if workspace is None else feed.subscribe_workspace(workspace)
+    with live:
+        upto = await feed.max_position()
+        replay = (
+            feed.replay_all(after, upto)
+            if workspace is None
+            else feed.replay_workspace(workspace, after, upto)
+        )
+        async for page in replay:
+            yield page
+        if not follow:
+            return
+        last = max(after, upto)  # the replay covered everything up to here
+        while batch := await live.next_batch():
+            fresh = [e for e in batch if e.position > last]
+            if fresh:
+                yield fresh
+                last = fresh[-1].position
+
+
+def respond(request: Request, batches: Batches, stream_id: StreamId, ping: float) -> Response:
+    """SSE by default; one JSON object per line for ``Accept: application/x-ndjson``."""
+    if NDJSON in request.headers.get("accept", ""):
+        return StreamingResponse(_encoded(batches, None), media_type=NDJSON)
+    return EventSourceResponse(
+        _encoded(batches, stream_id), ping=ping, headers={"X-Accel-Buffering": "no"}
+    )
+
+
+async def _encoded(batches: Batches, stream_id: StreamId | None) -> AsyncIterator[bytes]:
+    # aclosing: when the client leaves, the inner generator's ``with`` ends now, not at GC
+    async with contextlib.aclosing(batches) as events:
+        async for batch in events:
+            if stream_id is None:
+                yield b"".join(e.ndjson() for e in batch)
+            else:
+                yield b"".join(e.sse(stream_id) for e in batch)
+
+
+def stream_routes(
+    feed: EventFeed, authenticator: Authenticator, *, ping_seconds: float = 15.0
+) -> list[Route]:
+    async def pipeline_stream(request: Request) -> Response:
+        principal = await authenticator.authenticate(request, allow_ticket=True)
+        after = resume_point(request)
+        try:
+            pipeline_id = UUID(request.path_params["id"])
+        except ValueError:
+            raise ApiError("not_found", "pipeline not found") from None
+        head = await feed.head(pipeline_id)
+        if head is None or PIPELINE_TOPIC_MARK not in head.topic:
+            raise ApiError("not_found", f"pipeline {pipeline_id} not found")
+        require_scope(principal, "read", head.workspace)
+        return respond(request, pipeline_events(feed, pipeline_id, after, head), "version",
+                       ping_seconds)
+
+    async def workspace_stream(request: Request) -> Response:
+        principal = await authenticator.authenticate(request, allow_ticket=True)
+        workspace = request.path_params["ws"]
+        require_scope(principal, "read", workspace)
+        after, follow = resume_point(request), _follow(request)
+        if await feed.head(workspace_uuid(workspace)) is None:
+            raise ApiError("not_found", f"workspace {workspace} not found")
+        return respond(request, positioned_events(feed, workspace, after, follow), "position",
+                       ping_seconds)
+
+    async def global_stream(request: Request) -> Response:
+        principal = await authenticator.authenticate(request, allow_ticket=True)
+        require_scope(principal, "admin", None)
+        after, follow = resume_point(request), _follow(request)
+        return respond(request, positioned_events(feed, None, after, follow), "position",
+                       ping_seconds)
+
+    return [
+        Route("/pipelines/{id}/events", pipeline_stream, methods=["GET"]),
+        Route("/workspaces/{ws}/events", workspace_stream, methods=["GET"]),
+        Route("/events", global_stream, methods=["GET"]),
+    ]
