@@ -40,6 +40,15 @@ def _free_port() -> int:
         return port
 
 
+def _port_or_free(port: int) -> int:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return _free_port()
+    return port
+
+
 def _wait_until_up(url: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -117,11 +126,10 @@ def run_demo(settings: Settings, *, local: bool) -> int:
     token = local_admin_token(runtime)
     port = settings.port if local else _free_port()
     try:
-        with sandbox_process(_free_port() if not local else 9100) as sandbox_url, \
+        with sandbox_process(_port_or_free(9100) if local else _free_port()) as sandbox_url, \
                 publishd_thread(runtime, port) as url:
             client = Client(url, token)
-            if sandbox_url.endswith(":9100") or not local:
-                load_sample(client, sandbox_url)
+            load_sample(client, sandbox_url)
             if local:
                 _announce(console, url, token, sandbox_url)
                 stop = threading.Event()
