@@ -1,0 +1,146 @@
+"""A publishd on a real PostgreSQL schema, talking to a real sandbox over HTTP.
+
+Used by the integration tests of pulls and runs: it drives the application
+directly (the HTTP layer has its own tests) but every part underneath is real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from application.pull import run_pull
+from domain.pipeline import PublishPipeline
+from infrastructure.postgres.database import Database
+from infrastructure.sandbox.app import create_app
+from infrastructure.settings import Settings
+from interfaces.bootstrap import Runtime
+from tests.support.servers import running_server
+
+LIBRARY_COLLECTIONS: dict[str, Any] = {
+    "authors": {"favourite_book": {"target": "books", "multiple": False}},
+    "books": {"author": {"target": "authors", "multiple": False}},
+    "menus": {"items": {"target": "books", "multiple": True}},
+}
+LIBRARY_SCHEMAS: dict[str, Any] = {
+    "authors": {"fields": [{"name": "favourite_book", "reference": True, "referenceTarget": "books"}]},
+    "books": {"fields": [{"name": "author", "reference": True, "referenceTarget": "authors"}]},
+    "menus": {"fields": [{"name": "items", "reference": True, "referenceTarget": "books",
+                          "multiple": True}]},
+}
+
+
+@dataclass
+class Harness:
+    runtime: Runtime
+    sandbox_url: str
+    workspace: str = "lib"
+
+    @property
+    def app(self) -> Any:
+        return self.runtime.app
+
+    # --- the sandbox, seen from outside -----------------------------------------------
+    def sandbox(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = httpx.request(method, f"{self.sandbox_url}{path}", timeout=10, **kwargs)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def items(self, collection: str) -> list[dict[str, Any]]:
+        return list(self.sandbox("GET", f"/collections/{collection}/items?limit=100")["items"])
+
+    def item_by(self, collection: str, field: str, value: Any) -> dict[str, Any]:
+        found = [i for i in self.items(collection) if i["fieldData"].get(field) == value]
+        assert len(found) == 1, f"{len(found)} items in {collection} with {field}={value!r}"
+        return found[0]
+
+    def create_item(self, collection: str, field_data: dict[str, Any]) -> str:
+        item = self.sandbox("POST", f"/collections/{collection}/items", json={"fieldData": field_data})
+        return str(item["id"])
+
+    def set_faults(self, **faults: Any) -> None:
+        self.sandbox("PUT", "/_admin/faults", json=faults)
+
+    # --- publishd -----------------------------------------------------------------------
+    def setup_library(self) -> dict[str, str]:
+        """Collections, schemas and a main with two authors, three books and a menu."""
+        for name, fields in LIBRARY_COLLECTIONS.items():
+            self.sandbox("PUT", f"/collections/{name}", json={"referenceFields": fields})
+        hem = self.create_item("authors", {"name": "Hemingway", "slug": "hemingway"})
+        woolf = self.create_item("authors", {"name": "Woolf", "slug": "woolf"})
+        oldman = self.create_item("books", {"title": "Old Man", "slug": "old-man", "author": hem})
+        light = self.create_item("books", {"title": "Lighthouse", "slug": "lighthouse", "author": woolf})
+        dalloway = self.create_item("books", {"title": "Dalloway", "slug": "dalloway", "author": woolf})
+        self.create_item("menus", {"slug": "main", "items": [oldman, light, dalloway]})
+        self.app.create_workspace(self.workspace, {"type": "sandbox", "base_url": self.sandbox_url})
+        for folder, schema in LIBRARY_SCHEMAS.items():
+            self.app.register_schema(self.workspace, folder, schema)
+        self.pull()
+        return {"hemingway": hem, "woolf": woolf, "oldman": oldman, "lighthouse": light,
+                "dalloway": dalloway}
+
+    def pull(self) -> Any:
+        pull = self.app.start_pull(self.workspace, None)
+        workspace = self.app.workspace(self.workspace)
+
+        async def go() -> Any:
+            try:
+                return await run_pull(self.app, pull.pull_id, self.runtime.connector_for(workspace))
+            finally:
+                await self.runtime.aclose_connectors()
+
+        return asyncio.run(go())
+
+    def write(self, path: str, content: dict[str, Any], user: str = "alice") -> None:
+        self.app.write_draft_file(self.workspace, user, path, content)
+
+    def delete(self, path: str, user: str = "alice") -> None:
+        self.app.delete_draft_file(self.workspace, user, path)
+
+    def main(self, path: str) -> dict[str, Any] | None:
+        self.app.catch_up()
+        found: dict[str, Any] | None = self.runtime.views.main_file(self.workspace, path)
+        return found
+
+    def plan_and_run(self, user: str = "alice", **worker: Any) -> PublishPipeline:
+        pipeline = self.app.plan(self.workspace, user)
+        self.app.request_run(pipeline.pipeline_id)
+        return self.run(pipeline.pipeline_id, **worker)
+
+    def run(self, pipeline_id: str, **worker: Any) -> PublishPipeline:
+        async def go() -> None:
+            try:
+                await self.runtime.worker(**worker).run_one(pipeline_id)
+            finally:
+                await self.runtime.aclose_connectors()
+
+        asyncio.run(go())
+        pipeline: PublishPipeline = self.app.pipeline(pipeline_id)
+        return pipeline
+
+
+@contextmanager
+def harness(database: Database, schema: str, **faults: Any) -> Iterator[Harness]:
+    settings = Settings(database_url=database.conninfo, db_schema=schema, lease_seconds=5)
+    runtime = Runtime.build(settings)
+    stop = threading.Event()
+    projector = threading.Thread(
+        target=runtime.views.run_projections, args=(stop,), daemon=True
+    )
+    projector.start()
+    try:
+        with running_server(create_app(None)) as url:
+            h = Harness(runtime, url)
+            if faults:
+                h.set_faults(**faults)
+            yield h
+    finally:
+        stop.set()
+        projector.join(timeout=10)
+        runtime.close()
