@@ -234,7 +234,7 @@ class _Planner:
         was_pointing = clear_pointers(before, schema, self.deleted)
         fields, deferred = self._strip(changed)
         for key in deferred:
-            if False:
+            if key in was_pointing.fields:
                 # The old value points at a record about to be deleted and the new
                 # one at a record not created yet: send it without either for now.
                 fields[key] = clear_pointers({key: changed[key]}, None, self.uncreated).content[key]
