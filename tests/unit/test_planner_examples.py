@@ -321,6 +321,15 @@ def test_field_missing_in_the_draft_is_sent_as_null() -> None:
     assert result.entries[0].operation["fields"] == {"tags": None}
 
 
+def test_null_on_main_and_absent_in_the_draft_is_no_change() -> None:
+    main = main_files()
+    main["tags/sea.json"]["colour"] = None
+    with pytest.raises(NothingToPublish):
+        run({"tags/sea.json": {"id": "t1", "label": "sea"}}, main)
+    with pytest.raises(NothingToPublish):
+        run({"tags/war.json": {"id": "t2", "label": "war", "colour": None}}, main)
+
+
 def test_changed_field_keeps_its_at_references_for_the_runner_to_resolve() -> None:
     result = run({"books/old-man.json": old_man(author="@/authors/hemingway.json", title="T")})
 
