@@ -1,0 +1,290 @@
+"""The sandbox connector: publishd's ``Connector`` over the sandbox's HTTP API.
+
+The run engine sees three outcomes besides success, and this adapter's job is
+to choose between them honestly:
+
+- transient failures (timeouts, 5xx, 429, dropped connections) are retried
+  with exponential backoff and full jitter, never sooner than ``Retry-After``;
+  writes carry the caller's ``Idempotency-Key``, so a retry after a lost answer
+  replays the first answer instead of writing twice;
+- when the budget is spent, ``FatalConnectorError`` if the service showed no
+  sign of life the whole time (connection refused, or nothing but 503 while no
+  other call of this connector succeeded: an outage), so the run stops and can
+  be resumed later; otherwise ``TransientFailure`` and only this entry fails;
+- a 401/403 is fatal at once (retrying can't fix credentials); any other 4xx
+  is this record's problem: ``EntryRejected`` with the service's body as details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from application.connector import (
+    Connector,
+    EntryRejected,
+    FatalConnectorError,
+    Record,
+    RecordPage,
+    TransientFailure,
+)
+
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
+
+
+class TokenBucket:
+    """Client-side rate limit: at most ``rate`` requests/s, bursts of ``burst``.
+
+    Each caller reserves the next free slot and sleeps until it (GCRA), so
+    there is no lock and waiters are served in arrival order.
+    """
+
+    def __init__(self, rate: float, *, burst: int = 1, clock: Clock, sleep: Sleep) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be positive and burst at least 1")
+        self._interval = 1.0 / rate
+        self._tolerance = (burst - 1) * self._interval
+        self._clock = clock
+        self._sleep = sleep
+        self._next_slot = clock()
+
+    async def acquire(self) -> None:
+        now = self._clock()
+        slot = max(self._next_slot, now)
+        self._next_slot = slot + self._interval
+        wait = slot - now - self._tolerance
+        if wait > 0:
+            await self._sleep(wait)
+
+
+class _Attempt:
+    """What one HTTP attempt came to: a response, or the transport error instead."""
+
+    def __init__(self, response: httpx.Response | None, error: httpx.TransportError | None):
+        self.response = response
+        self.error = error
+
+    @property
+    def retryable(self) -> bool:
+        if self.response is None:
+            return True
+        status = self.response.status_code
+        return status == 429 or status >= 500
+
+    @property
+    def unavailable(self) -> bool:
+        """No sign of a working service: connection failed, or a 503."""
+        if self.response is None:
+            return isinstance(self.error, httpx.ConnectError | httpx.ConnectTimeout)
+        return self.response.status_code == 503
+
+    def describe(self) -> str:
+        if self.response is None:
+            return f"{type(self.error).__name__}: {self.error}"
+        return f"HTTP {self.response.status_code}: {_message(self.response)}"
+
+
+class SandboxConnector(Connector):
+    delete_page_size = 100
+    list_page_size = 100
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        concurrency: int = 64,
+        max_retries: int = 5,
+        backoff_base: float = 0.1,
+        backoff_max: float = 10.0,
+        retry_after_max: float = 60.0,
+        rate_limit_per_s: float | None = None,
+        rate_limit_burst: int = 1,
+        timeout: float = 10.0,
+        auth_token: str | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._max_retries = max_retries
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._retry_after_max = retry_after_max
+        self._sleep = sleep
+        self._jitter = jitter
+        self._slots = asyncio.Semaphore(concurrency)
+        self._bucket = (
+            TokenBucket(rate_limit_per_s, burst=rate_limit_burst, clock=clock, sleep=sleep)
+            if rate_limit_per_s
+            else None
+        )
+        self._successes = 0
+        """Answered calls of this connector so far: a sign of life for the outage check."""
+        headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else {}
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            headers=headers,
+            # The semaphore bounds concurrency; a pool timeout would only fail queued calls.
+            timeout=httpx.Timeout(timeout, pool=None),
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            transport=transport,
+        )
+
+    async def create(self, folder: str, fields: dict[str, Any], idempotency_key: str) -> Record:
+        response = await self._call(
+            "POST", f"{_collection(folder)}/items", {"fieldData": fields}, idempotency_key
+        )
+        return _record(_json(response))
+
+    async def update(
+        self, folder: str, record_id: str, fields: dict[str, Any], idempotency_key: str
+    ) -> Record:
+        path = f"{_collection(folder)}/items/{quote(record_id, safe='')}"
+        response = await self._call("PATCH", path, {"fieldData": fields}, idempotency_key)
+        return _record(_json(response))
+
+    async def delete_many(
+        self, folder: str, record_ids: Sequence[str], idempotency_key: str
+    ) -> None:
+        if len(record_ids) > self.delete_page_size:
+            raise ValueError(f"at most {self.delete_page_size} ids per delete")
+        if record_ids:
+            body = {"items": list(record_ids)}
+            await self._call("DELETE", f"{_collection(folder)}/items", body, idempotency_key)
+
+    async def list_page(self, folder: str, offset: int, limit: int) -> RecordPage:
+        params = {"offset": offset, "limit": min(limit, self.list_page_size)}
+        response = await self._call("GET", f"{_collection(folder)}/items", params=params)
+        body = _json(response)
+        try:
+            return RecordPage([_record(item) for item in body["items"]], int(body["total"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TransientFailure(f"malformed page from the sandbox: {exc!r}") from exc
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        idempotency_key: str | None = None,
+        *,
+        params: dict[str, Any] | None = None,
+    ) -> httpx.Response:
+        """One logical call: attempts until an answer is final or the budget is spent."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        successes_before = self._successes
+        all_unavailable = True
+        for attempt_no in range(self._max_retries + 1):
+            attempt = await self._attempt(method, path, body, headers, params)
+            if not attempt.retryable:
+                return self._final(attempt)
+            all_unavailable = all_unavailable and attempt.unavailable
+            if attempt_no < self._max_retries:
+                await self._sleep(self._delay(attempt_no, attempt.response))
+        message = f"{method} {path}: {attempt.describe()} after {self._max_retries + 1} attempts"
+        status = attempt.response.status_code if attempt.response is not None else None
+        if all_unavailable and self._successes == successes_before:
+            raise FatalConnectorError(f"sandbox unavailable: {message}", status=status)
+        raise TransientFailure(message, status=status)
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        headers: dict[str, str] | None,
+        params: dict[str, Any] | None,
+    ) -> _Attempt:
+        if self._bucket is not None:
+            await self._bucket.acquire()
+        async with self._slots:
+            try:
+                response = await self._client.request(
+                    method, path, json=body, headers=headers, params=params
+                )
+            except httpx.TransportError as exc:
+                return _Attempt(None, exc)
+        return _Attempt(response, None)
+
+    def _final(self, attempt: _Attempt) -> httpx.Response:
+        response = attempt.response
+        assert response is not None  # only a response can be non-retryable
+        self._successes += 1
+        status = response.status_code
+        if status < 400:
+            return response
+        details = _details(response)
+        message = f"{response.request.method} {response.request.url.path}: {_message(response)}"
+        if status in (401, 403):
+            raise FatalConnectorError(f"auth rejected: {message}", status=status, details=details)
+        raise EntryRejected(message, status=status, details=details)
+
+    def _delay(self, attempt_no: int, response: httpx.Response | None) -> float:
+        """Full jitter over the exponential step, but never sooner than ``Retry-After``."""
+        step = min(self._backoff_max, self._backoff_base * 2.0**attempt_no)
+        delay = self._jitter() * step
+        retry_after = _retry_after(response)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self._retry_after_max))
+        return delay
+
+
+def _collection(folder: str) -> str:
+    return f"/collections/{quote(folder.strip('/'), safe='/')}"
+
+
+def _record(item: Any) -> Record:
+    if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+        raise TransientFailure(f"malformed item from the sandbox: {item!r:.200}")
+    computed = {k: v for k, v in item.items() if k not in ("id", "fieldData")}
+    return Record(item["id"], dict(item.get("fieldData") or {}), computed)
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise TransientFailure(f"non-JSON answer from the sandbox: {exc}") from exc
+
+
+def _details(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text or None
+
+
+def _message(response: httpx.Response) -> str:
+    details = _details(response)
+    message = details.get("message") if isinstance(details, dict) else None
+    return message if isinstance(message, str) else str(details or response.reason_phrase)
+
+
+def _retry_after(response: httpx.Response | None) -> float | None:
+    """Seconds from a ``Retry-After`` header: delay-seconds or an HTTP date."""
+    raw = response.headers.get("retry-after") if response is not None else None
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -1,0 +1,230 @@
+"""The sandbox CMS as a Starlette app (API.md section 10), plus admin endpoints for tests.
+
+Every public endpoint goes through ``_SandboxEndpoint.handle``: faults first, then the
+idempotency cache, then the store. The body is read before the cache lookup so
+that lookup, write and cache fill run with no ``await`` in between: two
+concurrent requests with one key can't both apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from infrastructure.sandbox.faults import Fault, FaultConfig, FaultInjector
+from infrastructure.sandbox.idempotency import IdempotencyCache, StoredResponse
+from infrastructure.sandbox.store import (
+    MAX_PAGE,
+    SandboxStore,
+    StoreError,
+    ValidationError,
+    parse_reference_fields,
+)
+
+Handler = Callable[[Request, Any], Response]
+"""Synchronous on purpose: see the module docstring."""
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+_WRITES = frozenset({"POST", "PATCH", "DELETE", "PUT"})
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _fault_response(fault: Fault) -> Response:
+    body = {"code": fault.code, "message": fault.message}
+    return _json(fault.status, body, dict(fault.headers) if fault.headers else None)
+
+
+def _replay(stored: StoredResponse) -> Response:
+    if stored.status == 204:
+        return Response(status_code=204)
+    return Response(stored.body, status_code=stored.status, media_type="application/json")
+
+
+class _SandboxEndpoint:
+    """Wraps a handler with fault injection and ``Idempotency-Key`` replay."""
+
+    def __init__(self, handler: Handler, faults: FaultInjector, cache: IdempotencyCache) -> None:
+        self._handler = handler
+        self._faults = faults
+        self._cache = cache
+
+    async def handle(self, request: Request) -> Response:
+        faults, method = self._faults, request.method
+        faults.stats["requests"] += 1
+        faults.stats[f"requests_{method}"] += 1
+        if faults.latency_s:
+            await asyncio.sleep(faults.latency_s)
+        fault = faults.before(request.headers.get("authorization"))
+        if fault is not None:
+            return _fault_response(fault)
+        try:
+            body = await _read_json(request) if method in _WRITES else None
+        except StoreError as exc:
+            return _json(exc.status, exc.body)
+        response = self._respond(request, body)
+        if method in _WRITES and 200 <= response.status_code < 300:
+            lost = faults.lose_response()
+            if lost is not None:
+                return _fault_response(lost)
+        return response
+
+    def _respond(self, request: Request, body: Any) -> Response:
+        key = request.headers.get("idempotency-key")
+        method, path = request.method, request.url.path
+        if key and method in _WRITES:
+            stored = self._cache.get(method, path, key)
+            if stored is not None:
+                self._faults.stats["duplicates"] += 1
+                return _replay(stored)
+        try:
+            response = self._handler(request, body)
+        except StoreError as exc:
+            return _json(exc.status, exc.body)
+        if key and method in _WRITES and 200 <= response.status_code < 300:
+            self._cache.put(
+                method, path, key, StoredResponse(response.status_code, bytes(response.body))
+            )
+        return response
+
+
+async def _read_json(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        raise ValidationError("a JSON body is required")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ValidationError(f"malformed JSON: {exc}") from exc
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationError(f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise ValidationError(f"{name} must be between {low} and {high}")
+    return value
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ValidationError("the body must be a JSON object")
+    return body
+
+
+def create_app(seed: dict[str, Any] | None = None, faults: FaultConfig | None = None) -> Starlette:
+    """A fresh sandbox: its own store, loaded from ``seed``, misbehaving as ``faults`` says."""
+    store = SandboxStore()
+    if seed is not None:
+        store.load_seed(seed)
+    injector = FaultInjector(faults or FaultConfig())
+    cache = IdempotencyCache()
+    stats = injector.stats
+
+    def list_collections(request: Request, body: Any) -> Response:
+        return _json(200, {"collections": store.collection_totals()})
+
+    def put_collection(request: Request, body: Any) -> Response:
+        name = request.path_params["collection"]
+        fields = parse_reference_fields(_object(body).get("referenceFields"))
+        store.define(name, fields)
+        return _json(200, {"name": name, "referenceFields": _fields_json(fields)})
+
+    def list_items(request: Request, body: Any) -> Response:
+        offset = _int_param(request, "offset", 0, 0, 2**31)
+        limit = _int_param(request, "limit", MAX_PAGE, 1, MAX_PAGE)
+        items, total = store.list_items(request.path_params["collection"], offset, limit)
+        return _json(200, {"items": items, "total": total})
+
+    def create_item(request: Request, body: Any) -> Response:
+        item = store.create(request.path_params["collection"], _object(body).get("fieldData"))
+        stats["creates"] += 1
+        return _json(201, item)
+
+    def update_item(request: Request, body: Any) -> Response:
+        params = request.path_params
+        item = store.update(params["collection"], params["item_id"], _object(body).get("fieldData"))
+        stats["updates"] += 1
+        return _json(200, item)
+
+    def delete_items(request: Request, body: Any) -> Response:
+        stats["deletes"] += store.delete_many(
+            request.path_params["collection"], _object(body).get("items")
+        )
+        return Response(status_code=204)
+
+    def public(handler: Handler) -> Endpoint:
+        return _SandboxEndpoint(handler, injector, cache).handle
+
+    async def get_stats(request: Request) -> Response:
+        return _json(200, {**stats, "faults": injector.config.to_json()})
+
+    async def reset_stats(request: Request) -> Response:
+        stats.clear()
+        return Response(status_code=204)
+
+    async def get_faults(request: Request) -> Response:
+        return _json(200, injector.config.to_json())
+
+    async def put_faults(request: Request) -> Response:
+        try:
+            injector.configure(FaultConfig.from_json(await _read_json(request)))
+        except (ValueError, StoreError) as exc:
+            return _json(400, {"code": "validation_error", "message": str(exc)})
+        return _json(200, injector.config.to_json())
+
+    async def healthz(request: Request) -> Response:
+        return _json(200, {"status": "ok"})
+
+    listing = public(list_items)
+    item_endpoints = {
+        "GET": listing,
+        "HEAD": listing,
+        "POST": public(create_item),
+        "DELETE": public(delete_items),
+    }
+
+    async def items_endpoint(request: Request) -> Response:
+        return await item_endpoints[request.method](request)
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/_admin/stats", get_stats, methods=["GET"]),
+        Route("/_admin/stats", reset_stats, methods=["DELETE"]),
+        Route("/_admin/faults", get_faults, methods=["GET"]),
+        Route("/_admin/faults", put_faults, methods=["PUT"]),
+        Route("/collections", public(list_collections), methods=["GET"]),
+        Route(
+            "/collections/{collection:path}/items/{item_id}",
+            public(update_item),
+            methods=["PATCH"],
+        ),
+        Route(
+            "/collections/{collection:path}/items",
+            items_endpoint,
+            methods=["GET", "POST", "DELETE"],
+        ),
+        Route("/collections/{collection:path}", public(put_collection), methods=["PUT"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.store = store
+    app.state.faults = injector
+    return app
+
+
+def _fields_json(fields: dict[str, Any]) -> dict[str, Any]:
+    return {n: {"target": f.target, "multiple": f.multiple} for n, f in fields.items()}

@@ -1,0 +1,327 @@
+"""The sandbox's data: collections of items, kept in memory, with a CMS's rules.
+
+The rules are the ones publishd must cope with on a real content service: the
+service assigns ids and computed fields, refuses references to missing items,
+and refuses to delete an item that something still points at. A reverse index
+(target item -> referrers) makes the delete check independent of collection
+size, so the sandbox is never the bottleneck of a benchmark.
+
+Every public method takes one lock: the store is shared between the event loop
+and test threads that inspect it directly.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any
+
+CDN_BASE = "https://cdn.sandbox.local"
+MAX_DELETE = 100
+MAX_PAGE = 100
+
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
+
+Ref = tuple[str, str]
+"""(collection, item id)."""
+
+
+class StoreError(Exception):
+    """A refused request; ``status`` and ``body`` are what the client sees."""
+
+    status = 400
+    code = "validation_error"
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.body: dict[str, Any] = {"code": self.code, "message": message, **extra}
+
+
+class ValidationError(StoreError):
+    pass
+
+
+class NotFound(StoreError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(StoreError):
+    status = 409
+    code = "conflict"
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceField:
+    target: str
+    multiple: bool = False
+
+
+@dataclass(slots=True)
+class Item:
+    id: str
+    field_data: dict[str, Any]
+    created_on: str
+    last_updated: str
+
+
+@dataclass(slots=True)
+class Collection:
+    reference_fields: dict[str, ReferenceField]
+    items: dict[str, Item] = field(default_factory=dict)
+    """Insertion-ordered: creation order is the stable listing order."""
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_item_id() -> str:
+    """24 hex characters: unguessable, so clients cannot depend on invented ids."""
+    return secrets.token_hex(12)
+
+
+def check_name(name: str) -> None:
+    """Names are slash-separated segments; none may be ``items`` so routes stay unambiguous."""
+    if not _NAME.match(name) or "items" in name.split("/"):
+        raise ValidationError(f"invalid collection name {name!r}")
+
+
+def parse_reference_fields(raw: Any) -> dict[str, ReferenceField]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ValidationError("referenceFields must be an object")
+    fields: dict[str, ReferenceField] = {}
+    for name, spec in raw.items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("target"), str):
+            raise ValidationError(f"reference field {name!r} needs a string 'target'")
+        multiple = spec.get("multiple", False)
+        if not isinstance(multiple, bool):
+            raise ValidationError(f"reference field {name!r}: 'multiple' must be a boolean")
+        check_name(spec["target"])
+        fields[name] = ReferenceField(spec["target"], multiple)
+    return fields
+
+
+def _targets(value: Any, spec: ReferenceField, name: str) -> list[str]:
+    """The ids a reference field value points at; a malformed value is a 400."""
+    if value is None:
+        return []
+    if spec.multiple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValidationError(f"field {name!r} must be a list of item ids or null")
+        return value
+    if not isinstance(value, str):
+        raise ValidationError(f"field {name!r} must be an item id or null")
+    return [value]
+
+
+class SandboxStore:
+    """Collections, items and the reverse reference index, behind one lock."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], str] = utc_now,
+        new_id: Callable[[], str] = new_item_id,
+    ) -> None:
+        self._collections: dict[str, Collection] = {}
+        self._referrers: dict[Ref, set[Ref]] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._new_id = new_id
+
+    # -- collections -------------------------------------------------------------
+
+    def define(self, name: str, reference_fields: dict[str, ReferenceField]) -> None:
+        """Create or redefine a collection; its items are re-indexed under the new fields."""
+        check_name(name)
+        with self._lock:
+            existing = self._collections.get(name)
+            if existing is None:
+                self._collections[name] = Collection(reference_fields)
+                return
+            for item in existing.items.values():
+                self._unindex(name, existing, item)
+            existing.reference_fields = reference_fields
+            for item in existing.items.values():
+                self._index(name, existing, item)
+
+    def collection_totals(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [{"name": n, "total": len(c.items)} for n, c in self._collections.items()]
+
+    def load_seed(self, seed: dict[str, Any]) -> None:
+        """Load a seed document; an inconsistent seed is a ``ValueError`` naming the problem."""
+        raw = seed.get("collections")
+        if not isinstance(raw, dict) or not all(isinstance(c, dict) for c in raw.values()):
+            raise ValueError("seed: 'collections' must be an object of objects")
+        try:
+            defined = {n: parse_reference_fields(c.get("referenceFields")) for n, c in raw.items()}
+            for name, fields in defined.items():
+                for field_name, spec in fields.items():
+                    if spec.target not in defined:
+                        target = spec.target
+                        raise ValueError(f"seed: {name}.{field_name} targets undefined {target!r}")
+                self.define(name, fields)
+            now = self._clock()
+            with self._lock:
+                for name, c in raw.items():
+                    for entry in c.get("items", []):
+                        self._put_seed_item(name, entry, now)
+                for name, c in self._collections.items():
+                    for item in c.items.values():
+                        self._check_targets(c, item.field_data)
+                        self._index(name, c, item)
+        except StoreError as exc:
+            raise ValueError(f"seed: {exc}") from exc
+
+    def _put_seed_item(self, name: str, entry: Any, now: str) -> None:
+        if not isinstance(entry, dict) or not isinstance(entry.get("fieldData", {}), dict):
+            raise ValueError(f"seed: items of {name!r} must be objects with a 'fieldData' object")
+        item_id = entry.get("id") or self._new_id()
+        if not isinstance(item_id, str):
+            raise ValueError(f"seed: item ids in {name!r} must be strings")
+        items = self._collections[name].items
+        if item_id in items:
+            raise ValueError(f"seed: duplicate id {item_id!r} in {name!r}")
+        created = str(entry.get("createdOn", now))
+        items[item_id] = Item(
+            item_id,
+            dict(entry.get("fieldData", {})),
+            created,
+            str(entry.get("lastUpdated", created)),
+        )
+
+    # -- items ---------------------------------------------------------------------
+
+    def list_items(self, name: str, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        with self._lock:
+            c = self._get(name)
+            page = islice(c.items.values(), offset, offset + min(limit, MAX_PAGE))
+            return [render(name, item) for item in page], len(c.items)
+
+    def create(self, name: str, field_data: Any) -> dict[str, Any]:
+        with self._lock:
+            c = self._get(name)
+            data = _field_data(field_data)
+            self._check_targets(c, data)
+            now = self._clock()
+            item = Item(self._new_id(), data, now, now)
+            c.items[item.id] = item
+            self._index(name, c, item)
+            return render(name, item)
+
+    def update(self, name: str, item_id: str, field_data: Any) -> dict[str, Any]:
+        """Merge the given fields into the item (``null`` stores null)."""
+        with self._lock:
+            c = self._get(name)
+            item = c.items.get(item_id)
+            if item is None:
+                raise NotFound(f"no item {item_id!r} in {name!r}")
+            data = _field_data(field_data)
+            self._check_targets(c, data)
+            self._unindex(name, c, item)
+            item.field_data.update(data)
+            item.last_updated = self._clock()
+            self._index(name, c, item)
+            return render(name, item)
+
+    def delete_many(self, name: str, ids: Any) -> int:
+        """Delete all of ``ids`` or none: unknown ids are a 404, live referrers a 409."""
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise ValidationError("'items' must be a list of item ids")
+        if len(ids) > MAX_DELETE:
+            raise ValidationError(f"at most {MAX_DELETE} items per delete, got {len(ids)}")
+        with self._lock:
+            c = self._get(name)
+            doomed = dict.fromkeys(ids)
+            missing = [i for i in doomed if i not in c.items]
+            if missing:
+                raise NotFound(f"{len(missing)} unknown item(s) in {name!r}", missing=missing)
+            conflicts = list(self._conflicts(name, doomed))
+            if conflicts:
+                message = f"{len(conflicts)} item(s) are still referenced"
+                raise Conflict(message, conflicts=conflicts)
+            for item_id in doomed:
+                self._unindex(name, c, c.items.pop(item_id))
+                self._referrers.pop((name, item_id), None)
+            return len(doomed)
+
+    # -- internals (called with the lock held) -----------------------------------------
+
+    def _get(self, name: str) -> Collection:
+        c = self._collections.get(name)
+        if c is None:
+            raise NotFound(f"no collection {name!r}")
+        return c
+
+    def _check_targets(self, c: Collection, data: dict[str, Any]) -> None:
+        for field_name, spec in c.reference_fields.items():
+            if field_name not in data:
+                continue
+            target = self._collections.get(spec.target)
+            missing = [
+                i
+                for i in _targets(data[field_name], spec, field_name)
+                if target is None or i not in target.items
+            ]
+            if missing:
+                raise ValidationError(
+                    f"field {field_name!r} references missing {spec.target} item(s)",
+                    field=field_name,
+                    missing=missing,
+                )
+
+    def _outgoing(self, c: Collection, item: Item) -> Iterator[Ref]:
+        for field_name, spec in c.reference_fields.items():
+            value = item.field_data.get(field_name)
+            if isinstance(value, str):
+                yield spec.target, value
+            elif isinstance(value, list):
+                yield from ((spec.target, v) for v in value if isinstance(v, str))
+
+    def _index(self, name: str, c: Collection, item: Item) -> None:
+        for ref in self._outgoing(c, item):
+            self._referrers.setdefault(ref, set()).add((name, item.id))
+
+    def _unindex(self, name: str, c: Collection, item: Item) -> None:
+        for ref in self._outgoing(c, item):
+            referrers = self._referrers.get(ref)
+            if referrers is not None:
+                referrers.discard((name, item.id))
+                if not referrers:
+                    del self._referrers[ref]
+
+    def _conflicts(self, name: str, doomed: Iterable[str]) -> Iterator[dict[str, Any]]:
+        """Referrers outside the batch: items deleted together may point at each other."""
+        batch = {(name, i) for i in doomed}
+        for item_id in doomed:
+            live = sorted(self._referrers.get((name, item_id), set()) - batch)
+            if live:
+                yield {
+                    "id": item_id,
+                    "referencedBy": [{"collection": col, "id": ref_id} for col, ref_id in live],
+                }
+
+
+def _field_data(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ValidationError("'fieldData' must be an object")
+    return raw
+
+
+def render(collection: str, item: Item) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "fieldData": dict(item.field_data),
+        "createdOn": item.created_on,
+        "lastUpdated": item.last_updated,
+        "cdnUrl": f"{CDN_BASE}/{collection}/{item.id}",
+    }

@@ -1,0 +1,320 @@
+"""SandboxConnector against the real sandbox over HTTP: happy paths, retries, classification."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from application.connector import EntryRejected, FatalConnectorError, TransientFailure
+from infrastructure.connectors.sandbox import SandboxConnector, TokenBucket
+from infrastructure.sandbox.app import create_app
+from infrastructure.sandbox.faults import FaultConfig
+from tests.support.servers import running_server
+
+pytestmark = pytest.mark.anyio
+
+SEED: dict[str, Any] = {
+    "collections": {
+        "authors": {"items": [{"id": "a1", "fieldData": {"name": "Ada"}}]},
+        "books": {
+            "referenceFields": {"author": {"target": "authors", "multiple": False}},
+            "items": [{"id": "b1", "fieldData": {"title": "T", "author": "a1"}}],
+        },
+        "site1/menus": {},
+    }
+}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Admin:
+    """The test's side door into the sandbox: faults and counters."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._http = httpx.Client(base_url=url)
+
+    def faults(self, **options: Any) -> None:
+        assert self._http.put("/_admin/faults", json=options).status_code == 200
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self._http.get("/_admin/stats").json())
+
+    def ids(self, collection: str) -> list[str]:
+        body = self._http.get(f"/collections/{collection}/items").json()
+        return [item["id"] for item in body["items"]]
+
+    def close(self) -> None:
+        self._http.close()
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Admin]:
+    with running_server(create_app(SEED)) as url:
+        admin = Admin(url)
+        yield admin
+        admin.close()
+
+
+class Sleeps:
+    """An injected sleep that records the delays and yields without waiting."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        await asyncio.sleep(0)
+
+
+@contextlib.asynccontextmanager
+async def connector(url: str, **options: Any) -> AsyncIterator[SandboxConnector]:
+    options = {"backoff_base": 0.001, "backoff_max": 0.01, "timeout": 5.0, **options}
+    client = SandboxConnector(url, **options)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+# -- happy paths ------------------------------------------------------------------------
+
+
+async def test_create_update_list_delete(sandbox: Admin) -> None:
+    async with connector(sandbox.url) as c:
+        created = await c.create("books", {"title": "New", "author": "a1"}, "k-create")
+        assert created.field_data == {"title": "New", "author": "a1"}
+        assert set(created.computed) == {"createdOn", "lastUpdated", "cdnUrl"}
+        assert created.computed["cdnUrl"].endswith(f"/books/{created.id}")
+
+        updated = await c.update("books", created.id, {"author": None}, "k-update")
+        assert updated.id == created.id
+        assert updated.field_data == {"title": "New", "author": None}
+
+        page = await c.list_page("books", 0, 100)
+        assert page.total == 2
+        assert [r.id for r in page.records] == ["b1", created.id]
+        assert page.records[1] == updated
+
+        await c.delete_many("books", ["b1", created.id], "k-delete")
+        assert sandbox.ids("books") == []
+
+
+async def test_folders_with_slashes_and_paging(sandbox: Admin) -> None:
+    async with connector(sandbox.url) as c:
+        ids = [(await c.create("site1/menus", {"n": n}, f"m{n}")).id for n in range(7)]
+        first = await c.list_page("site1/menus", 0, 4)
+        rest = await c.list_page("site1/menus", 4, 4)
+        assert first.total == rest.total == 7
+        assert [r.id for r in first.records + rest.records] == ids
+
+
+async def test_delete_many_accepts_a_full_page_and_refuses_more(sandbox: Admin) -> None:
+    async with connector(sandbox.url, concurrency=16) as c:
+        records = await asyncio.gather(*(c.create("authors", {}, f"a{n}") for n in range(101)))
+        ids = [r.id for r in records]
+        with pytest.raises(ValueError):
+            await c.delete_many("authors", ids, "too-many")
+        await c.delete_many("authors", ids[:100], "page-1")
+        assert sandbox.ids("authors") == ["a1", ids[100]]
+
+
+# -- retries ------------------------------------------------------------------------------
+
+
+async def test_retries_through_503s(sandbox: Admin) -> None:
+    sandbox.faults(fail_rate=0.5, seed=3)
+    async with connector(sandbox.url, max_retries=10) as c:
+        for n in range(20):
+            await c.create("authors", {"n": n}, f"k{n}")
+    stats = sandbox.stats()
+    assert stats["creates"] == 20
+    assert stats["failed"] > 0
+    assert stats["requests"] == 20 + stats["failed"]
+    sandbox.faults()
+    assert len(sandbox.ids("authors")) == 21
+
+
+async def test_429_waits_at_least_retry_after(sandbox: Admin) -> None:
+    sandbox.faults(rate_limit_429_rate=0.5, retry_after_s=2, seed=5)
+    sleeps = Sleeps()
+    async with connector(sandbox.url, max_retries=10, sleep=sleeps) as c:
+        for n in range(10):
+            await c.create("authors", {}, f"k{n}")
+    stats = sandbox.stats()
+    assert stats["creates"] == 10
+    assert len(sleeps.delays) == stats["rate_limited"] > 0
+    assert min(sleeps.delays) >= 2
+
+
+async def test_lost_responses_are_retried_without_duplicates(sandbox: Admin) -> None:
+    sandbox.faults(lost_response_rate=0.5, seed=11)
+    async with connector(sandbox.url, max_retries=10) as c:
+        created = [await c.create("authors", {"n": n}, f"k{n}") for n in range(10)]
+    stats = sandbox.stats()
+    assert stats["creates"] == 10
+    assert stats["duplicates"] == stats["lost_responses"] > 0
+    assert sandbox.ids("authors") == ["a1", *(r.id for r in created)]
+
+
+async def test_backoff_is_exponential_and_capped(sandbox: Admin) -> None:
+    sandbox.faults(lost_response_rate=1.0)
+    sleeps = Sleeps()
+    options = {"backoff_base": 0.5, "backoff_max": 1.5, "jitter": lambda: 1.0, "sleep": sleeps}
+    async with connector(sandbox.url, max_retries=4, **options) as c:
+        with pytest.raises(TransientFailure):
+            await c.create("authors", {}, "k")
+    assert sleeps.delays == [0.5, 1.0, 1.5, 1.5]
+
+
+# -- what is left after the budget -------------------------------------------------------------
+
+
+async def test_lost_responses_past_the_budget_are_transient_and_create_once(
+    sandbox: Admin,
+) -> None:
+    sandbox.faults(lost_response_rate=1.0)
+    async with connector(sandbox.url, max_retries=2) as c:
+        with pytest.raises(TransientFailure) as failure:
+            await c.create("authors", {}, "k")
+    assert failure.value.status == 502
+    stats = sandbox.stats()
+    assert (stats["requests"], stats["creates"], stats["duplicates"]) == (3, 1, 2)
+
+
+async def test_429s_past_the_budget_are_transient(sandbox: Admin) -> None:
+    sandbox.faults(rate_limit_429_rate=1.0, retry_after_s=0)
+    async with connector(sandbox.url, max_retries=3) as c:
+        with pytest.raises(TransientFailure) as failure:
+            await c.list_page("authors", 0, 10)
+    assert failure.value.status == 429
+    assert sandbox.stats()["requests"] == 4
+
+
+async def test_outage_past_the_budget_is_fatal(sandbox: Admin) -> None:
+    sandbox.faults(outage=True)
+    async with connector(sandbox.url, max_retries=3) as c:
+        with pytest.raises(FatalConnectorError) as failure:
+            await c.create("authors", {}, "k")
+    assert failure.value.status == 503
+    assert sandbox.stats()["requests"] == 4
+    sandbox.faults()
+    assert sandbox.ids("authors") == ["a1"]
+
+
+async def test_503s_while_other_calls_succeed_are_transient(sandbox: Admin) -> None:
+    """A service that answers someone is up: only the unlucky entry fails."""
+    sandbox.faults(fail_rate=1.0)
+    retrying, gate = asyncio.Event(), asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        retrying.set()
+        await gate.wait()
+
+    async with connector(sandbox.url, max_retries=1, sleep=sleep) as c:
+        doomed = asyncio.create_task(c.create("authors", {}, "k"))
+        await retrying.wait()
+        sandbox.faults()
+        await c.list_page("authors", 0, 1)
+        sandbox.faults(fail_rate=1.0)
+        gate.set()
+        with pytest.raises(TransientFailure):
+            await doomed
+
+
+async def test_nothing_listening_is_fatal() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sleeps = Sleeps()
+    async with connector(f"http://127.0.0.1:{port}", max_retries=3, sleep=sleeps) as c:
+        with pytest.raises(FatalConnectorError, match="ConnectError"):
+            await c.create("authors", {}, "k")
+    assert len(sleeps.delays) == 3
+
+
+async def test_auth_rejected_is_fatal_at_once() -> None:
+    with running_server(create_app(SEED, FaultConfig(auth_token="s3cret"))) as url:
+        admin = Admin(url)
+        async with connector(url, max_retries=5) as c:
+            with pytest.raises(FatalConnectorError) as failure:
+                await c.list_page("authors", 0, 10)
+        assert failure.value.status == 401
+        assert admin.stats()["requests"] == 1
+        async with connector(url, auth_token="s3cret") as c:
+            assert (await c.list_page("authors", 0, 10)).total == 1
+        admin.close()
+
+
+# -- rejected entries ---------------------------------------------------------------------------
+
+
+async def test_missing_reference_is_rejected_with_details(sandbox: Admin) -> None:
+    async with connector(sandbox.url) as c:
+        with pytest.raises(EntryRejected) as rejected:
+            await c.create("books", {"author": "ghost"}, "k")
+    assert rejected.value.status == 400
+    assert rejected.value.details["code"] == "validation_error"
+    assert rejected.value.details["missing"] == ["ghost"]
+    assert "missing" in rejected.value.message
+    assert sandbox.stats()["requests"] == 1
+
+
+async def test_delete_of_referenced_record_is_rejected_with_conflicts(sandbox: Admin) -> None:
+    async with connector(sandbox.url) as c:
+        with pytest.raises(EntryRejected) as rejected:
+            await c.delete_many("authors", ["a1"], "k")
+    assert rejected.value.status == 409
+    assert rejected.value.details["conflicts"] == [
+        {"id": "a1", "referencedBy": [{"collection": "books", "id": "b1"}]}
+    ]
+    assert sandbox.ids("authors") == ["a1"]
+
+
+async def test_unknown_folder_and_record_are_rejected(sandbox: Admin) -> None:
+    async with connector(sandbox.url) as c:
+        with pytest.raises(EntryRejected) as folder:
+            await c.create("ghosts", {}, "k1")
+        with pytest.raises(EntryRejected) as record:
+            await c.update("authors", "nope", {}, "k2")
+    assert folder.value.status == record.value.status == 404
+
+
+# -- rate limiting -------------------------------------------------------------------------------
+
+
+async def test_rate_limiter_bounds_the_request_rate(sandbox: Admin) -> None:
+    rate, calls = 50.0, 26
+    async with connector(sandbox.url, rate_limit_per_s=rate) as c:
+        started = time.perf_counter()
+        await asyncio.gather(*(c.list_page("authors", 0, 1) for _ in range(calls)))
+        elapsed = time.perf_counter() - started
+    minimum = (calls - 1) / rate
+    assert minimum * 0.95 <= elapsed < minimum + 1.0
+    assert sandbox.stats()["requests"] == calls
+
+
+async def test_token_bucket_spaces_requests_after_a_burst() -> None:
+    now = [0.0]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    bucket = TokenBucket(10.0, burst=3, clock=lambda: now[0], sleep=sleep)
+    for _ in range(5):
+        await bucket.acquire()
+    assert waits == pytest.approx([0.1, 0.2])
+    now[0] = 10.0
+    await bucket.acquire()
+    assert len(waits) == 2
