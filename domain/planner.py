@@ -17,25 +17,29 @@ Two choices the spec leaves open:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from domain.errors import DanglingReferences, InvalidContent, NothingToPublish, UnknownFolder
-from domain.json_types import JsonObject, JsonValue
-from domain.paths import FilePath, parse_path
+from domain.json_types import JsonObject
+from domain.paths import REF_PREFIX, FilePath, parse_path
 from domain.plan import PHASES, Plan, PlanEntry, entry_key
 from domain.references import (
+    Cleared,
     PointerTargets,
     RefTarget,
     clear_pointers,
     ref_strings,
+    ref_strings_by_field,
     resolve_refs,
     target_of,
 )
 from domain.schema import FolderSchema
 
 __all__ = ["PlannerInputs", "RefTarget", "plan"]
+
+_NOTHING_CLEARED = Cleared({}, (), frozenset())
 
 
 class PlannerInputs(Protocol):
@@ -141,6 +145,10 @@ class _Planner:
         self.added_refs: set[str] = set()
         self.deleted = PointerTargets(())
         self.uncreated = PointerTargets(())
+        self.refs: dict[str, dict[str, list[str]]] = {}
+        """Per draft file: the raw @-refs under each top-level field, scanned once."""
+        self.inbound: set[str] = set()
+        """Main paths that FileReference says point at a deleted file."""
         self.clearers: dict[FilePath, list[str]] = {}
         """Edit entry keys that clear pointers to a deleted file."""
 
@@ -170,11 +178,14 @@ class _Planner:
             for i in deleted
         ]
         self.deleted = PointerTargets(targets)
-        self._check_references([item for item, _ in modified] + added, set(draft))
+        draft_paths = set(draft)
+        self._check_references([item for item, _ in modified] + added, draft_paths)
+        if targets:
+            self.inbound = set(self.inputs.inbound_references(targets))
 
         for item, before in modified:
-            self._plan_edit(item, item.content, before)
-        self._plan_clearing_only(targets, set(draft))
+            self._plan_edit(item, before)
+        self._plan_clearing_only(draft_paths)
         for item in added:
             self._plan_create(item)
         self._plan_deletes(deleted)
@@ -183,56 +194,85 @@ class _Planner:
         order = {phase: index for index, phase in enumerate(PHASES)}
         return Plan(tuple(sorted(self.entries, key=lambda e: (order[e.phase], e.path))))
 
-    def _check_references(self, changed: Iterable[_File], draft_paths: set[str]) -> None:
+    def _check_references(self, changed: list[_File], draft_paths: set[str]) -> None:
         """Learn the record ids of every target; fail listing every dangling reference."""
-        unknown: dict[str, list[tuple[str, str]]] = {}
+        unknown: dict[str, list[str]] = {}
         for item in changed:
-            unsent = item.schema.unsent_fields
-            for key, value in item.content.items():
-                if key in unsent or not isinstance(value, str | list | dict):
-                    continue
-                for where, raw in ref_strings(value, key):
+            refs = ref_strings_by_field(item.content, item.schema.unsent_fields)
+            self.refs[item.path] = refs
+            for raws in refs.values():
+                for raw in raws:
                     if (
                         raw not in self.known_ids
                         and raw not in self.added_refs
                         and raw not in self.deleted.by_ref
                     ):
-                        unknown.setdefault(raw, []).append((item.path, where))
+                        unknown.setdefault(raw, []).append(item.path)
         lookups = {}
         for raw in unknown:
             target = target_of(raw)
             if target is not None and target.path not in draft_paths:
                 lookups[target] = raw
-        for target, record_id in self.inputs.record_ids(list(lookups)).items():
-            self.known_ids[lookups[target]] = record_id
+        if lookups:
+            for target, record_id in self.inputs.record_ids(list(lookups)).items():
+                self.known_ids[lookups[target]] = record_id
+        sources = {
+            path for raw, paths in unknown.items() if raw not in self.known_ids for path in paths
+        }
+        if sources:
+            self._fail_dangling([item for item in changed if item.path in sources])
+
+    def _fail_dangling(self, sources: list[_File]) -> None:
         dangling = [
-            {"source": source, "field": where, "target": raw[2:]}
-            for raw, places in unknown.items()
+            {"source": item.path, "field": where, "target": raw[len(REF_PREFIX) :]}
+            for item in sources
+            for key, value in item.content.items()
+            if key not in item.schema.unsent_fields
+            for where, raw in ref_strings(value, key)
             if raw not in self.known_ids
-            for source, where in places
+            and raw not in self.added_refs
+            and raw not in self.deleted.by_ref
         ]
-        if dangling:
-            dangling.sort(key=lambda d: (d["source"], d["field"]))
-            names = ", ".join(f"{d['source']} {d['field']} -> {d['target']}" for d in dangling[:5])
-            more = f" and {len(dangling) - 5} more" if len(dangling) > 5 else ""
-            raise DanglingReferences(
-                f"{len(dangling)} reference(s) point at files that exist nowhere: {names}{more}",
-                details=dangling,
-            )
+        dangling.sort(key=lambda d: (d["source"], d["field"]))
+        names = ", ".join(f"{d['source']} {d['field']} -> {d['target']}" for d in dangling[:5])
+        more = f" and {len(dangling) - 5} more" if len(dangling) > 5 else ""
+        raise DanglingReferences(
+            f"{len(dangling)} reference(s) point at files that exist nowhere: {names}{more}",
+            details=dangling,
+        )
 
     def _lookup(self, target: FilePath) -> str | None:
         return self.known_ids.get(target.ref)
 
-    def _uncreated_targets(self, value: JsonValue) -> set[str]:
-        return {raw for _, raw in ref_strings(value) if raw in self.added_refs}
+    def _clear_draft(self, item: _File) -> JsonObject:
+        """Draft content without pointers to deletes, looking only where the scan found some."""
+        if not self.deleted:
+            return item.content
+        refs = self.refs[item.path]
+        hits = [key for key, raws in refs.items() if any(r in self.deleted.by_ref for r in raws)]
+        return clear_pointers(item.content, item.schema, self.deleted, only=hits).content
 
-    def _plan_edit(self, item: _File, content: JsonObject, before: JsonObject) -> None:
-        """One edit entry per file: the user's changes and the pointers it must lose."""
+    def _plan_edit(self, item: _File, before: JsonObject, cleared: Cleared | None = None) -> None:
+        """One edit entry per file: the user's changes and the pointers it must lose.
+
+        ``cleared`` is given for a main file the draft leaves alone: its
+        changes are exactly the pointers cleared out of its main content.
+        """
         schema = item.schema
-        new = clear_pointers(content, schema, self.deleted).content
-        changed = _changed_fields(new, before, schema.unsent_fields, self._lookup)
-        was_pointing = clear_pointers(before, schema, self.deleted)
-        fields, deferred = self._strip(changed)
+        if cleared is None:
+            new = self._clear_draft(item)
+            changed = _changed_fields(new, before, schema.unsent_fields, self._lookup)
+            refs = self.refs[item.path]
+            was_pointing = _NOTHING_CLEARED
+            if item.path in self.inbound:
+                was_pointing = clear_pointers(before, schema, self.deleted)
+        else:
+            changed = {
+                k: cleared.content[k] for k in cleared.fields if k not in schema.unsent_fields
+            }
+            refs = ref_strings_by_field(changed)
+            was_pointing = cleared
+        fields, deferred, uncreated = self._strip(changed, refs)
         for key in deferred:
             if key in was_pointing.fields:
                 # The old value points at a record about to be deleted and the new
@@ -244,14 +284,13 @@ class _Planner:
             self._add(item.path, "edit", op | {"fields": fields}, deferred)
             for target in was_pointing.targets:
                 self.clearers.setdefault(target, []).append(entry_key("edit", item.path))
-        self._backfill(item, record_id, {key: changed[key] for key in deferred})
+        self._backfill(item, record_id, {key: changed[key] for key in deferred}, uncreated)
 
-    def _plan_clearing_only(self, targets: list[RefTarget], draft_paths: set[str]) -> None:
+    def _plan_clearing_only(self, draft_paths: set[str]) -> None:
         """Synthetic edits for files on main, untouched by the draft, that point at deletes."""
-        if not targets:
+        sources = sorted(path for path in self.inbound if path not in draft_paths)
+        if not sources:
             return
-        inbound = self.inputs.inbound_references(targets)
-        sources = sorted({path for path in inbound if path not in draft_paths})
         contents = self.inputs.main_contents(sources)
         for path in sources:
             before = contents.get(path)
@@ -259,33 +298,45 @@ class _Planner:
                 continue  # the index lags behind main: nothing left to clear
             file = parse_path(path)
             item = _File(path, file, _schema_of(file, self.schemas), before)
-            self._plan_edit(item, before, before)
+            self._plan_edit(item, before, clear_pointers(before, item.schema, self.deleted))
 
     def _plan_create(self, item: _File) -> None:
         unsent = item.schema.unsent_fields
-        new = clear_pointers(item.content, item.schema, self.deleted).content
-        fields, deferred = self._strip({k: v for k, v in new.items() if k not in unsent})
+        new = self._clear_draft(item)
+        sent = {k: v for k, v in new.items() if k not in unsent}
+        fields, deferred, uncreated = self._strip(sent, self.refs[item.path])
         op = {"type": "create", "folder": item.file.folder, "fields": fields}
         self._add(item.path, "create", op, deferred)
-        self._backfill(item, None, {key: new[key] for key in deferred})
+        self._backfill(item, None, {key: new[key] for key in deferred}, uncreated)
 
-    def _strip(self, fields: JsonObject) -> tuple[JsonObject, tuple[str, ...]]:
-        """Split off the fields that point at records this pipeline has yet to create."""
+    def _strip(
+        self, fields: JsonObject, refs: Mapping[str, list[str]]
+    ) -> tuple[JsonObject, tuple[str, ...], set[str]]:
+        """Split off the fields that point at records this pipeline has yet to create.
+
+        Returns the fields to send now, the deferred field names and the
+        @-refs of the records the deferred fields wait for.
+        """
         if not self.added_refs:
-            return fields, ()
-        deferred = tuple(
-            sorted(
-                key
-                for key, value in fields.items()
-                if isinstance(value, str | list | dict) and self._uncreated_targets(value)
-            )
-        )
-        return {k: v for k, v in fields.items() if k not in deferred}, deferred
+            return fields, (), set()
+        deferred: list[str] = []
+        uncreated: set[str] = set()
+        for key in fields:
+            waiting = [raw for raw in refs.get(key, ()) if raw in self.added_refs]
+            if waiting:
+                deferred.append(key)
+                uncreated.update(waiting)
+        if not deferred:
+            return fields, (), uncreated
+        kept = {k: v for k, v in fields.items() if k not in deferred}
+        return kept, tuple(sorted(deferred)), uncreated
 
-    def _backfill(self, item: _File, record_id: str | None, fields: JsonObject) -> None:
+    def _backfill(
+        self, item: _File, record_id: str | None, fields: JsonObject, uncreated: set[str]
+    ) -> None:
         if not fields:
             return
-        depends = {entry_key("create", raw[2:]) for raw in self._uncreated_targets(fields)}
+        depends = {entry_key("create", raw[len(REF_PREFIX) :]) for raw in uncreated}
         if record_id is None:
             depends.add(entry_key("create", item.path))
         op: JsonObject = {"type": "update", "folder": item.file.folder, "record_id": record_id}

@@ -7,7 +7,7 @@ pointers the planner knows how to clear.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -58,6 +58,37 @@ def _collect(value: JsonValue, path: str, out: list[tuple[str, str]]) -> None:
         for index, item in enumerate(value):
             if isinstance(item, str | dict | list):
                 _collect(item, f"{path}.{index}" if path else str(index), out)
+
+
+def _collect_raw(value: JsonValue, out: list[str]) -> None:
+    if isinstance(value, str):
+        if value.startswith(REF_PREFIX):
+            out.append(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            if isinstance(item, str | dict | list):
+                _collect_raw(item, out)
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, str | dict | list):
+                _collect_raw(item, out)
+
+
+def ref_strings_by_field(content: JsonObject, skip: Collection[str] = ()) -> dict[str, list[str]]:
+    """The raw @-reference strings under each top-level field that holds any.
+
+    The planner's hot path: no dotted paths are built, since only a dangling
+    reference needs one (and ``ref_strings`` gives it then).
+    """
+    found: dict[str, list[str]] = {}
+    for key, value in content.items():
+        if key in skip or not isinstance(value, str | dict | list):
+            continue
+        out: list[str] = []
+        _collect_raw(value, out)
+        if out:
+            found[key] = out
+    return found
 
 
 def ref_strings(value: JsonValue, path: str = "") -> list[tuple[str, str]]:
@@ -160,6 +191,7 @@ class PointerTargets:
     def __init__(self, targets: Iterable[RefTarget]) -> None:
         self.by_ref: dict[str, FilePath] = {}
         self.by_id: dict[str, dict[str, FilePath]] = {}
+        self._fields: dict[int, tuple[FolderSchema, dict[str, str]]] = {}
         for target in targets:
             file = target.file
             self.by_ref[file.ref] = file
@@ -168,6 +200,16 @@ class PointerTargets:
 
     def __bool__(self) -> bool:
         return bool(self.by_ref)
+
+    def reference_fields(self, schema: FolderSchema | None) -> dict[str, str]:
+        """Target folder by reference field name, worked out once per schema."""
+        if schema is None:
+            return {}
+        cached = self._fields.get(id(schema))
+        if cached is None or cached[0] is not schema:
+            cached = (schema, {f.name: f.target for f in schema.fields})
+            self._fields[id(schema)] = cached
+        return cached[1]
 
 
 @dataclass(frozen=True)
@@ -226,7 +268,11 @@ def _clear_value(
 
 
 def clear_pointers(
-    content: JsonObject, schema: FolderSchema | None, targets: PointerTargets
+    content: JsonObject,
+    schema: FolderSchema | None,
+    targets: PointerTargets,
+    *,
+    only: Collection[str] | None = None,
 ) -> Cleared:
     """Remove every pointer to ``targets``: @-refs anywhere, resolved ids in reference fields.
 
@@ -234,14 +280,22 @@ def clear_pointers(
     reference loses that element); anywhere else it becomes ``None``. The
     service refuses to delete a record that is still referenced, so this is
     what the edit phase sends before the delete phase runs.
+
+    ``only`` names the top-level fields that can hold a pointer, for a caller
+    that has already scanned the content; reference fields are always looked at.
     """
     if not targets:
         return Cleared(content, (), frozenset())
-    ref_fields = {f.name: f.target for f in schema.fields} if schema is not None else {}
+    ref_fields = targets.reference_fields(schema)
+    keys: Iterable[str] = content
+    if only is not None:
+        wanted = {*only, *ref_fields}
+        keys = [key for key in content if key in wanted]
     found: set[FilePath] = set()
     out: JsonObject | None = None
     changed: list[str] = []
-    for key, value in content.items():
+    for key in keys:
+        value = content.get(key)
         if not isinstance(value, str | list | dict):
             continue
         folder = ref_fields.get(key)

@@ -405,7 +405,8 @@ def test_stale_reference_index_is_harmless() -> None:
 
 
 def test_inputs_are_asked_in_a_few_batches() -> None:
-    inputs = InMemoryInputs(main_files(), SCHEMAS)
+    main = main_files() | {"books/other.json": {"id": "b2", "title": "O", "tags": ["t1"]}}
+    inputs = InMemoryInputs(main, SCHEMAS)
     plan(
         {
             "books/old-man.json": old_man(title="T"),
