@@ -7,12 +7,20 @@ everything the planner needs from main and the projections comes through
 ``PlannerInputs`` in four batch calls, so a Postgres adapter answers each with
 one query and the planner stays linear in the size of the draft.
 
-Two choices the spec leaves open:
+Choices the spec leaves open:
 
 - a target that is not in the draft exists on main exactly when FileIndex
   knows its record id; an @-ref to anything else (including a malformed
   ``@/...`` string) is dangling;
-- a field absent on one side and ``null`` on the other is no change.
+- a field absent on one side and ``null`` on the other is no change;
+- a field whose main value points at a deleted record and whose new value at
+  a record this pipeline creates can be neither kept nor sent: the edit sends
+  it without the uncreated pointers (listed in ``deferred_fields`` all the
+  same) and the backfill sends it whole;
+- which main files point at a deleted record is FileReference's answer: a
+  file it doesn't list is not cleared, a file it lists that no longer points
+  there yields no entry;
+- a main file without a record id can't be edited or deleted: ``InvalidContent``.
 """
 
 from __future__ import annotations
