@@ -35,6 +35,7 @@ from interfaces.http.auth import Authenticator, require_scope
 from interfaces.http.errors import ApiError
 
 NDJSON = "application/x-ndjson"
+MAX_ID = 2**63 - 1  # PostgreSQL bigint: anything larger would fail in the query
 Batches = AsyncGenerator[list[FeedEvent], None]
 
 
@@ -46,7 +47,7 @@ def resume_point(request: Request) -> int:
     if raw is None or raw.strip() == "":
         return 0
     raw = raw.strip()
-    if not raw.isdigit() or not raw.isascii():
+    if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_ID:
         raise ApiError("invalid_request", "Last-Event-ID / after must be an integer >= 0")
     return int(raw)
 
