@@ -1,0 +1,314 @@
+"""PostgreSQL adapters of the projection ports: each writer call is a few set-based statements.
+
+Rows travel as parallel arrays bound in binary (``%b``) and are unnested on the
+server: one statement and no text escaping per call, however many rows. The
+statements run on the runner's connection inside the batch's transaction, so
+the view change commits together with the tracking position.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+from uuid import UUID
+
+from psycopg import Connection
+
+from application.projections.ports import (
+    FileIndexRow,
+    FileIndexWriter,
+    FileKey,
+    FileReferenceWriter,
+    ProjectionContext,
+    ReferenceRow,
+    SeenRow,
+    SourceKey,
+)
+from domain.json_types import JsonObject
+from infrastructure.postgres.projection_tables import ProjectionTables
+
+
+def columns(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows -> one list per column (the arrays that ``unnest`` turns back into rows)."""
+    cols: list[list[Any]] = [[] for _ in range(width)]
+    for row in rows:
+        for index in range(width):
+            cols[index].append(row[index])
+    return cols
+
+
+def dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+class ProjectionCaches:
+    """Per-process memory of the shared facts and of FileReference's schemas.
+
+    Cleared whenever a batch fails, so nothing learned in a rolled-back batch
+    (a schema registered later in the stream, say) outlives it.
+    """
+
+    def __init__(self) -> None:
+        self.workspaces: dict[UUID, str] = {}
+        self.drafts: dict[UUID, tuple[str, str]] = {}
+        self.schemas: dict[tuple[str, str], JsonObject | None] = {}
+
+    def clear(self) -> None:
+        self.workspaces.clear()
+        self.drafts.clear()
+        self.schemas.clear()
+
+
+class PostgresContext(ProjectionContext):
+    """Shared facts read through the cache; new ones written in the batch's transaction."""
+
+    def __init__(self, conn: Connection[Any], tables: ProjectionTables, caches: ProjectionCaches):
+        self.conn, self.tables, self.caches = conn, tables, caches
+        self.new_workspaces: dict[UUID, str] = {}
+        self.new_drafts: dict[UUID, tuple[str, str]] = {}
+
+    def workspace_of(self, originator_id: UUID) -> str | None:
+        found = self.caches.workspaces.get(originator_id)
+        if found is None:
+            row = self.conn.execute(
+                self.tables.q(
+                    "SELECT workspace FROM {projection_workspaces} WHERE originator_id=%s"
+                ),
+                (originator_id,),
+            ).fetchone()
+            if row is not None:
+                found = self.caches.workspaces[originator_id] = row[0]
+        return found
+
+    def draft_of(self, originator_id: UUID) -> tuple[str, str] | None:
+        found = self.caches.drafts.get(originator_id)
+        if found is None:
+            row = self.conn.execute(
+                self.tables.q(
+                    'SELECT workspace, "user" FROM {projection_drafts} WHERE originator_id=%s'
+                ),
+                (originator_id,),
+            ).fetchone()
+            if row is not None:
+                found = self.caches.drafts[originator_id] = (row[0], row[1])
+        return found
+
+    def remember_workspace(self, originator_id: UUID, workspace_id: str) -> None:
+        if self.caches.workspaces.get(originator_id) != workspace_id:
+            self.caches.workspaces[originator_id] = workspace_id
+            self.new_workspaces[originator_id] = workspace_id
+
+    def remember_draft(self, originator_id: UUID, workspace_id: str, user: str) -> None:
+        if self.caches.drafts.get(originator_id) != (workspace_id, user):
+            self.caches.drafts[originator_id] = (workspace_id, user)
+            self.new_drafts[originator_id] = (workspace_id, user)
+
+    def flush(self) -> None:
+        q = self.tables.q
+        if self.new_workspaces:
+            self.conn.execute(
+                q(
+                    "INSERT INTO {projection_workspaces}"
+                    " SELECT * FROM unnest(%b::uuid[], %b::text[])"
+                    " ON CONFLICT DO NOTHING"
+                ),
+                (list(self.new_workspaces), list(self.new_workspaces.values())),
+            )
+        if self.new_drafts:
+            ws, users = columns(self.new_drafts.values(), 2)
+            self.conn.execute(
+                q(
+                    "INSERT INTO {projection_drafts}"
+                    " SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[])"
+                    " ON CONFLICT DO NOTHING"
+                ),
+                (list(self.new_drafts), ws, users),
+            )
+        self.new_workspaces.clear()
+        self.new_drafts.clear()
+
+
+def resolve_references(
+    conn: Connection[Any],
+    tables: ProjectionTables,
+    by_record: set[tuple[str, str, str]],
+    by_filename: set[tuple[str, str, str]],
+) -> None:
+    """Re-derive FileReference's other target column for pointers at these FileIndex keys.
+
+    Both the FileIndex and the FileReference projections call this, maybe from
+    two processes; a transaction-scoped advisory lock orders them so that the
+    later one always sees the other's committed rows (no write skew).
+    """
+    if not by_record and not by_filename:
+        return
+    q = tables.q
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (tables.lock_key("resolve"),))
+    if by_record:
+        conn.execute(
+            q(
+                "UPDATE {file_reference} r SET target_filename = k.filename"
+                " FROM (SELECT k.ws, k.folder, k.rid, f.filename"
+                "  FROM unnest(%b::text[], %b::text[], %b::text[]) AS k(ws, folder, rid)"
+                "  LEFT JOIN {file_index} f ON f.workspace = k.ws AND f.folder = k.folder"
+                "   AND f.record_id = k.rid) AS k"
+                " WHERE r.pointer = 'record_id' AND r.workspace = k.ws"
+                " AND r.target_folder = k.folder AND r.target_record_id = k.rid"
+                " AND r.target_filename IS DISTINCT FROM k.filename"
+            ),
+            columns(by_record, 3),
+        )
+    if by_filename:
+        conn.execute(
+            q(
+                "UPDATE {file_reference} r SET target_record_id = k.record_id"
+                " FROM (SELECT k.ws, k.folder, k.filename, f.record_id"
+                "  FROM unnest(%b::text[], %b::text[], %b::text[]) AS k(ws, folder, filename)"
+                "  LEFT JOIN {file_index} f ON f.workspace = k.ws AND f.folder = k.folder"
+                "   AND f.filename = k.filename) AS k"
+                " WHERE r.pointer = 'filename' AND r.workspace = k.ws"
+                " AND r.target_folder = k.folder AND r.target_filename = k.filename"
+                " AND r.target_record_id IS DISTINCT FROM k.record_id"
+            ),
+            columns(by_filename, 3),
+        )
+
+
+class PostgresFileIndex(FileIndexWriter):
+    def __init__(self, conn: Connection[Any], tables: ProjectionTables) -> None:
+        self.conn, self.tables = conn, tables
+
+    def write(
+        self, removed: Sequence[FileKey], rows: Sequence[FileIndexRow], seen: Sequence[SeenRow]
+    ) -> None:
+        q, conn = self.tables.q, self.conn
+        by_record = {(k.workspace, k.folder, k.record_id) for k in removed if k.record_id}
+        by_filename = {(k.workspace, k.folder, k.filename) for k in removed if k.filename}
+        gone: list[tuple[str, str, str, str]] = []
+        if by_record:
+            gone += conn.execute(
+                q(
+                    "DELETE FROM {file_index} f"
+                    " USING unnest(%b::text[], %b::text[], %b::text[]) AS k(ws, folder, rid)"
+                    " WHERE f.workspace = k.ws AND f.folder = k.folder AND f.record_id = k.rid"
+                    " RETURNING f.workspace, f.folder, f.record_id, f.filename"
+                ),
+                columns(by_record, 3),
+            ).fetchall()
+        if by_filename:
+            gone += conn.execute(
+                q(
+                    "DELETE FROM {file_index} f"
+                    " USING unnest(%b::text[], %b::text[], %b::text[]) AS k(ws, folder, name)"
+                    " WHERE f.workspace = k.ws AND f.folder = k.folder AND f.filename = k.name"
+                    " RETURNING f.workspace, f.folder, f.record_id, f.filename"
+                ),
+                columns(by_filename, 3),
+            ).fetchall()
+        if rows:
+            conn.execute(
+                q(
+                    "INSERT INTO {file_index}"
+                    " (workspace, folder, record_id, filename, last_seen_at)"
+                    " SELECT ws, folder, rid, name, at::timestamptz FROM unnest("
+                    "%b::text[], %b::text[], %b::text[], %b::text[], %b::text[])"
+                    " AS k(ws, folder, rid, name, at)"
+                ),
+                columns(rows, 5),
+            )
+        if seen:
+            conn.execute(
+                q(
+                    "UPDATE {file_index} f SET last_seen_at = k.at::timestamptz"
+                    " FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[])"
+                    " AS k(ws, folder, rid, at)"
+                    " WHERE f.workspace = k.ws AND f.folder = k.folder AND f.record_id = k.rid"
+                ),
+                columns(seen, 4),
+            )
+        for ws, folder, rid, name in gone:
+            by_record.add((ws, folder, rid))
+            by_filename.add((ws, folder, name))
+        resolve_references(conn, self.tables, by_record, by_filename)
+
+
+class PostgresFileReference(FileReferenceWriter):
+    def __init__(
+        self, conn: Connection[Any], tables: ProjectionTables, caches: ProjectionCaches
+    ) -> None:
+        self.conn, self.tables, self.caches = conn, tables, caches
+
+    def load_schema(self, workspace: str, folder: str) -> JsonObject | None:
+        key = (workspace, folder)
+        if key not in self.caches.schemas:
+            row = self.conn.execute(
+                self.tables.q(
+                    "SELECT schema FROM {file_reference_schemas} WHERE workspace=%s AND folder=%s"
+                ),
+                key,
+            ).fetchone()
+            self.caches.schemas[key] = None if row is None else row[0]
+        return self.caches.schemas[key]
+
+    def write(
+        self,
+        schemas: Sequence[tuple[str, str, JsonObject]],
+        cleared_branches: Sequence[tuple[str, str]],
+        replaced: Sequence[SourceKey],
+        rows: Sequence[ReferenceRow],
+    ) -> None:
+        q, conn = self.tables.q, self.conn
+        if schemas:
+            ws, folders, data = columns(schemas, 3)
+            conn.execute(
+                q(
+                    "INSERT INTO {file_reference_schemas}"
+                    " SELECT ws, folder, s::jsonb FROM unnest(%b::text[], %b::text[], %b::text[])"
+                    " AS k(ws, folder, s) ON CONFLICT (workspace, folder)"
+                    " DO UPDATE SET schema = excluded.schema"
+                ),
+                (ws, folders, [dumps(d) for d in data]),
+            )
+            for w, f, d in schemas:
+                self.caches.schemas[(w, f)] = d
+        if cleared_branches:
+            conn.execute(
+                q(
+                    "DELETE FROM {file_reference} r USING unnest(%b::text[], %b::text[])"
+                    " AS k(ws, branch) WHERE r.workspace = k.ws AND r.branch = k.branch"
+                ),
+                columns(cleared_branches, 2),
+            )
+        if replaced:
+            conn.execute(
+                q(
+                    "DELETE FROM {file_reference} r"
+                    " USING unnest(%b::text[], %b::text[], %b::text[]) AS k(ws, branch, path)"
+                    " WHERE r.workspace = k.ws AND r.branch = k.branch AND r.source_path = k.path"
+                ),
+                columns(replaced, 3),
+            )
+        if rows:
+            conn.execute(
+                q(
+                    "INSERT INTO {file_reference} SELECT * FROM unnest("
+                    "%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],"
+                    " %b::text[])"
+                ),
+                columns(rows, 7),
+            )
+            resolve_references(
+                conn,
+                self.tables,
+                {
+                    (r.workspace, r.target_folder, r.target_record_id or "")
+                    for r in rows
+                    if r.pointer == "record_id"
+                },
+                {
+                    (r.workspace, r.target_folder, r.target_filename or "")
+                    for r in rows
+                    if r.pointer == "filename"
+                },
+            )

@@ -1,0 +1,133 @@
+"""PostgreSQL writers of PipelineStatus and PipelineEntries (method: see ``projection_store``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg import Connection
+
+from application.projections.pipeline_status import WIDTH, slot
+from application.projections.ports import (
+    EntryRow,
+    EntryUpdate,
+    ErrorRow,
+    PipelineEntriesWriter,
+    PipelineStatusWriter,
+    StatusChange,
+    StatusRow,
+)
+from infrastructure.postgres.projection_store import columns
+from infrastructure.postgres.projection_tables import ProjectionTables
+
+
+class PostgresPipelineEntries(PipelineEntriesWriter):
+    def __init__(self, conn: Connection[Any], tables: ProjectionTables) -> None:
+        self.conn, self.tables = conn, tables
+
+    def write(self, rows: Sequence[EntryRow], updates: Sequence[EntryUpdate]) -> None:
+        q = self.tables.q
+        if rows:
+            self.conn.execute(
+                q(
+                    "INSERT INTO {pipeline_entries} SELECT * FROM unnest(%b::text[], %b::text[],"
+                    " %b::text[], %b::int8[], %b::text[], %b::text[], %b::text[])"
+                    " ON CONFLICT (pipeline_id, phase, path) DO UPDATE SET seq = excluded.seq,"
+                    " status = excluded.status, record_id = excluded.record_id,"
+                    " error = excluded.error"
+                ),
+                columns(rows, 7),
+            )
+        if updates:
+            self.conn.execute(
+                q(
+                    "UPDATE {pipeline_entries} e SET status = u.status, error = u.error,"
+                    " record_id = CASE WHEN u.set_rid THEN u.rid ELSE e.record_id END"
+                    " FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[],"
+                    " %b::bool[], %b::text[]) AS u(pid, phase, path, status, rid, set_rid, error)"
+                    " WHERE e.pipeline_id = u.pid AND e.phase = u.phase AND e.path = u.path"
+                ),
+                columns(updates, 7),
+            )
+
+    def reset(self, pipeline_id: str, keys: Sequence[tuple[str, str]]) -> None:
+        self.conn.execute(
+            self.tables.q(
+                "UPDATE {pipeline_entries} e SET status = 'planned', error = NULL"
+                " FROM unnest(%b::text[], %b::text[]) AS k(phase, path)"
+                " WHERE e.pipeline_id = %b AND e.phase = k.phase AND e.path = k.path"
+                " AND e.status IN ('failed', 'skipped')"
+            ),
+            (*columns(keys, 2), pipeline_id),
+        )
+
+
+class PostgresPipelineStatus(PipelineStatusWriter):
+    def __init__(self, conn: Connection[Any], tables: ProjectionTables) -> None:
+        self.conn, self.tables = conn, tables
+
+    def write(
+        self,
+        rows: Sequence[StatusRow],
+        changes: Sequence[StatusChange],
+        errors: Sequence[ErrorRow],
+    ) -> None:
+        q = self.tables.q
+        with self.conn.cursor() as cur:
+            if rows:
+                cur.executemany(
+                    q(
+                        "INSERT INTO {pipeline_status} VALUES (%s, %s, %s, %s, %s, %s, %s, %s,"
+                        " %s, %s, %s, %s::timestamptz, %s::timestamptz, %s::timestamptz,"
+                        " %s::timestamptz) ON CONFLICT (pipeline_id) DO NOTHING"
+                    ),
+                    rows,
+                )
+            if changes:
+                cur.executemany(
+                    q(
+                        "UPDATE {pipeline_status} SET state = COALESCE(%(state)s, state),"
+                        " phase = COALESCE(%(phase)s, phase),"
+                        " error = CASE WHEN %(set_error)s THEN %(error)s ELSE error END,"
+                        " finished_at = CASE WHEN %(set_finished_at)s"
+                        "  THEN %(finished_at)s::timestamptz ELSE finished_at END,"
+                        " cancel_requested = COALESCE(%(cancel_requested)s, cancel_requested),"
+                        " started_at = COALESCE(started_at, %(started_at)s::timestamptz),"
+                        " updated_at = %(updated_at)s::timestamptz,"
+                        " counts = ARRAY(SELECT a + b FROM unnest(counts, %(counts_delta)s::int[])"
+                        "  WITH ORDINALITY AS u(a, b, i) ORDER BY i)"
+                        " WHERE pipeline_id = %(pipeline_id)s"
+                    ),
+                    [c._asdict() for c in changes],
+                )
+        if errors:
+            self.conn.execute(
+                q(
+                    "INSERT INTO {pipeline_errors} SELECT * FROM unnest(%b::text[], %b::text[],"
+                    " %b::text[], %b::text[], %b::text[]) ON CONFLICT (pipeline_id, phase, path)"
+                    " DO UPDATE SET status = excluded.status, message = excluded.message"
+                ),
+                columns(errors, 5),
+            )
+
+    def reset(self, pipeline_id: str, keys: Sequence[tuple[str, str]]) -> None:
+        gone = self.conn.execute(
+            self.tables.q(
+                "DELETE FROM {pipeline_errors} e USING unnest(%b::text[], %b::text[])"
+                " AS k(phase, path) WHERE e.pipeline_id = %b AND e.phase = k.phase"
+                " AND e.path = k.path RETURNING e.phase, e.status"
+            ),
+            (*columns(keys, 2), pipeline_id),
+        ).fetchall()
+        if gone:
+            delta = [0] * WIDTH
+            for phase, status in gone:
+                delta[slot(phase, status)] -= 1
+            self.conn.execute(
+                self.tables.q(
+                    "UPDATE {pipeline_status} SET counts = ARRAY(SELECT a + b FROM"
+                    " unnest(counts, %s::int[]) WITH ORDINALITY AS u(a, b, i) ORDER BY i)"
+                    " WHERE pipeline_id = %s"
+                ),
+                (delta, pipeline_id),
+            )
