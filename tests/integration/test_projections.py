@@ -12,11 +12,10 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
-import pytest
 from eventsourcing.application import Application
-from eventsourcing.domain import Aggregate
 
 from domain.draft import Draft
 from domain.pipeline import PublishPipeline
@@ -30,8 +29,14 @@ from infrastructure.postgres.views import PostgresViews
 
 BOOKS = {"fields": [{"name": "author", "reference": True, "referenceTarget": "authors"}]}
 TABLES = (
-    "file_index", "file_reference", "file_reference_schemas", "main_files", "draft_files",
-    "pipeline_status", "pipeline_errors", "pipeline_entries",
+    "file_index",
+    "file_reference",
+    "file_reference_schemas",
+    "main_files",
+    "draft_files",
+    "pipeline_status",
+    "pipeline_errors",
+    "pipeline_entries",
 )
 
 
@@ -70,9 +75,7 @@ def projecting(database: Database, schema: str, runners: int = 1) -> Iterator[Po
 def snapshot(database: Database, schema: str) -> dict[str, list[Any]]:
     with database.connect() as conn:
         return {
-            t: sorted(
-                map(str, conn.execute(f'SELECT * FROM "{schema}"."{t}"').fetchall())
-            )
+            t: sorted(map(str, conn.execute(f'SELECT * FROM "{schema}"."{t}"').fetchall()))
             for t in TABLES
         }
 
@@ -111,32 +114,53 @@ def test_every_view_is_projected(database: Database, schema: str) -> None:
     with projecting(database, schema) as views:
         assert views.wait_for_position(head(app), 10)
         assert views.main_file("lib", "books/old.json") == {"id": "b1", "author": "a1"}
-        assert views.main_folder_index("lib", "books") == {"b1": ("old.json", {"id": "b1", "author": "a1"})}
+        assert views.main_folder_index("lib", "books") == {
+            "b1": ("old.json", {"id": "b1", "author": "a1"})
+        }
         assert views.draft_file("lib", "ann", "books/old.json") == (True, None)
-        assert views.draft_file("lib", "ann", "books/new.json")[1] == {"title": "New", "author": "@/authors/woolf.json"}
-        assert views.record_ids("lib", [("books", "old.json"), ("books", "zzz.json")]) == {("books", "old.json"): "b1"}
+        assert views.draft_file("lib", "ann", "books/new.json")[1] == {
+            "title": "New",
+            "author": "@/authors/woolf.json",
+        }
+        assert views.record_ids("lib", [("books", "old.json"), ("books", "zzz.json")]) == {
+            ("books", "old.json"): "b1"
+        }
         # a resolved id in a schema field: both target columns filled from FileIndex
         assert views.references("lib", "authors", "hem.json") == [
-            {"branch": "main", "source_path": "books/old.json", "target_folder": "authors",
-             "target_filename": "hem.json", "target_record_id": "a1"}
+            {
+                "branch": "main",
+                "source_path": "books/old.json",
+                "target_folder": "authors",
+                "target_filename": "hem.json",
+                "target_record_id": "a1",
+            }
         ]
         # the @-reference's target arrives in FileIndex AFTER the reference
         assert views.references("lib", "authors", "woolf.json")[0]["target_record_id"] is None
-        ws.change_main("publish", [{"path": "authors/woolf.json", "content": {"id": "a2"}, "record_id": "a2"}])
+        ws.change_main(
+            "publish", [{"path": "authors/woolf.json", "content": {"id": "a2"}, "record_id": "a2"}]
+        )
         app.save(ws)
         assert views.wait_for_position(head(app), 10)
         assert views.references("lib", "authors", target_record_id="a2") == [
-            {"branch": "draft:ann", "source_path": "books/new.json", "target_folder": "authors",
-             "target_filename": "woolf.json", "target_record_id": "a2"}
+            {
+                "branch": "draft:ann",
+                "source_path": "books/new.json",
+                "target_folder": "authors",
+                "target_filename": "woolf.json",
+                "target_record_id": "a2",
+            }
         ]
         assert views.inbound_references("lib", [("authors", "woolf.json", None)], ["main"]) == []
-        assert views.inbound_references("lib", [("authors", "x.json", "a2")], ["draft:ann"]) == ["books/new.json"]
+        assert views.inbound_references("lib", [("authors", "x.json", "a2")], ["draft:ann"]) == [
+            "books/new.json"
+        ]
         entry = views.file_index_by_record("lib", "authors", "a2")
         assert entry is not None and entry["filename"] == "woolf.json"
         assert views.file_index_by_filename("lib", "authors", "woolf.json") == entry
 
         now = pipeline.modified_on
-        from datetime import timedelta
+
         pipeline.claim("w1", now, timedelta(seconds=30))
         pipeline.start_phase("w1", "create")
         pipeline.publish_entry("w1", "create:books/new.json", "b9", {"id": "b9"}, 2)
@@ -148,12 +172,28 @@ def test_every_view_is_projected(database: Database, schema: str) -> None:
         assert status is not None
         assert status["state"] == "completed_with_errors"
         assert status["phase"] == "create"
-        assert status["counts"] == {"create": {"planned": 0, "published": 1, "failed": 1, "skipped": 0}}
-        assert status["errors"] == [{"path": "books/x.json", "phase": "create", "message": "400 bad"}]
+        assert status["counts"] == {
+            "create": {"planned": 0, "published": 1, "failed": 1, "skipped": 0}
+        }
+        assert status["errors"] == [
+            {"path": "books/x.json", "phase": "create", "message": "400 bad"}
+        ]
         assert status["started_at"] and status["finished_at"] and status["created_at"]
         assert views.pipeline_entries(pid) == [
-            {"path": "books/new.json", "phase": "create", "status": "published", "record_id": "b9", "error": None},
-            {"path": "books/x.json", "phase": "create", "status": "failed", "record_id": None, "error": "400 bad"},
+            {
+                "path": "books/new.json",
+                "phase": "create",
+                "status": "published",
+                "record_id": "b9",
+                "error": None,
+            },
+            {
+                "path": "books/x.json",
+                "phase": "create",
+                "status": "failed",
+                "record_id": None,
+                "error": "400 bad",
+            },
         ]
         assert [p["pipeline_id"] for p in views.list_pipelines(workspace="lib")] == [pid]
         pipeline.request_retry()
@@ -161,7 +201,12 @@ def test_every_view_is_projected(database: Database, schema: str) -> None:
         assert views.wait_for_position(head(app), 10)
         status = views.pipeline_status(pid)
         assert status is not None and status["state"] == "running" and status["errors"] == []
-        assert status["counts"]["create"] == {"planned": 1, "published": 1, "failed": 0, "skipped": 0}
+        assert status["counts"]["create"] == {
+            "planned": 1,
+            "published": 1,
+            "failed": 0,
+            "skipped": 0,
+        }
         assert views.runnable_pipelines() == [pid]
 
         draft.discard()
@@ -172,11 +217,22 @@ def test_every_view_is_projected(database: Database, schema: str) -> None:
     assert verify(database, schema).ok
 
 
-def test_rebuild_gives_identical_tables_and_verify_finds_drift(database: Database, schema: str) -> None:
+def test_rebuild_gives_identical_tables_and_verify_finds_drift(
+    database: Database, schema: str
+) -> None:
     app = store(database, schema)
     ws = library(app)
     for n in range(30):
-        ws.change_main("pull", [{"path": f"books/b{n}.json", "content": {"id": f"r{n}", "author": "a1"}, "record_id": f"r{n}"}])
+        ws.change_main(
+            "pull",
+            [
+                {
+                    "path": f"books/b{n}.json",
+                    "content": {"id": f"r{n}", "author": "a1"},
+                    "record_id": f"r{n}",
+                }
+            ],
+        )
     ws.mark_seen("pull", "books", ["r1", "r2"])
     app.save(ws)
     with projecting(database, schema) as views:
@@ -189,7 +245,10 @@ def test_rebuild_gives_identical_tables_and_verify_finds_drift(database: Databas
         assert snapshot(database, schema) == before
         assert verify(database, schema).ok
         with database.connect() as conn:
-            conn.execute(f'UPDATE "{schema}".main_files SET content = \'{{}}\' WHERE path = %s', ("books/b3.json",))
+            conn.execute(
+                f"UPDATE \"{schema}\".main_files SET content = '{{}}' WHERE path = %s",
+                ("books/b3.json",),
+            )
         report = verify(database, schema)
         assert set(report.differences) == {"main_files"}
         assert report.differences["main_files"].only_live == 1
@@ -226,10 +285,12 @@ def _write(url: str, schema: str, tag: str, count: int) -> None:
         pipeline = PublishPipeline(pid, tag, "u", 0, 0, [{"phase": "edit", "entries": 3}])
         pipeline.plan_entries([PlanEntry(f"b/{i}.json", "edit", {}) for i in range(3)])
         pipeline.request_run()
-        pipeline.claim("w", pipeline.modified_on, __import__("datetime").timedelta(seconds=30))
+        pipeline.claim("w", pipeline.modified_on, timedelta(seconds=30))
         pipeline.publish_entry("w", "edit:b/0.json", None, None, 1)
         ws = app.repository.get(Workspace.create_id(tag)) if n else Workspace(tag, {})
-        ws.change_main("run", [{"path": f"b/{n}.json", "content": {"n": n}, "record_id": f"{tag}{n}"}])
+        ws.change_main(
+            "run", [{"path": f"b/{n}.json", "content": {"n": n}, "record_id": f"{tag}{n}"}]
+        )
         app.save(pipeline, ws)
 
 
@@ -260,8 +321,3 @@ def test_concurrent_writers_miss_nothing_and_apply_nothing_twice(
             )
             assert len(views.main_folder_index(tag, "b")) == count
     assert verify(database, schema).ok
-
-
-@pytest.fixture(autouse=True)
-def _stock_store_limits() -> None:
-    """Saves here stay far below the stock recorder's ~1,100-event hang."""

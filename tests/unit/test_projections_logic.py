@@ -1,0 +1,271 @@
+"""The projection logic on in-memory adapters: no database, same contract.
+
+Events come from the real aggregates, through the real JSON transcoder and the
+projections' own decoder, so the tests also pin the stored event format.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import pathlib
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder, Mapper, UUIDAsHex
+
+from application.projections import (
+    DraftFilesProjection,
+    FileIndexProjection,
+    FileReferenceProjection,
+    MainFilesProjection,
+    PipelineEntriesProjection,
+    PipelineStatusProjection,
+)
+from application.projections.events import ProjectedEvent, decode, event_name
+from application.projections.memory import (
+    MemoryContext,
+    MemoryDraftFiles,
+    MemoryFileIndex,
+    MemoryFileReference,
+    MemoryMainFiles,
+    MemoryPipelineEntries,
+    MemoryPipelineStatus,
+    MemoryTables,
+)
+from application.projections.pipeline_status import counts_dict
+from domain.draft import Draft
+from domain.pipeline import PublishPipeline
+from domain.plan import PlanEntry
+from domain.schema import FolderSchema
+from domain.workspace import Workspace
+
+BOOKS = {"fields": [{"name": "author", "reference": True, "referenceTarget": "authors"}]}
+
+
+def _mapper() -> Mapper[Any]:
+    transcoder = JSONTranscoder()
+    transcoder.register(UUIDAsHex())
+    transcoder.register(DatetimeAsISO())
+    return Mapper(transcoder=transcoder)
+
+
+MAPPER = _mapper()
+_ids = itertools.count(1)
+
+
+def recorded(*aggregates: Aggregate[Any]) -> list[ProjectedEvent]:
+    events = []
+    for aggregate in aggregates:
+        for domain_event in aggregate.collect_events():
+            stored = MAPPER.to_stored_event(domain_event)
+            events.append(
+                decode(
+                    next(_ids),
+                    stored.originator_id,
+                    stored.originator_version,  # type: ignore[arg-type]
+                    stored.topic,
+                    stored.state,
+                )
+            )
+    return events
+
+
+def project(tables: MemoryTables, events: Sequence[ProjectedEvent], batch: int = 1000) -> None:
+    ctx = MemoryContext(tables)
+    projections: list[tuple[Any, Any]] = [
+        (FileIndexProjection(), MemoryFileIndex(tables)),
+        (FileReferenceProjection(), MemoryFileReference(tables)),
+        (MainFilesProjection(), MemoryMainFiles(tables)),
+        (DraftFilesProjection(), MemoryDraftFiles(tables)),
+        (PipelineStatusProjection(), MemoryPipelineStatus(tables)),
+        (PipelineEntriesProjection(), MemoryPipelineEntries(tables)),
+    ]
+    for start in range(0, len(events), batch):
+        page = events[start : start + batch]
+        for projection, writer in projections:
+            projection.apply([e for e in page if e.name in projection.events], ctx, writer)
+
+
+def test_topics_name_the_event_class() -> None:
+    assert event_name("domain.pipeline:PublishPipeline.EntryPublished") == "EntryPublished"
+    ws = Workspace("w", {})
+    (event,) = recorded(ws)
+    assert event.name == "WorkspaceCreated"
+    assert event.timestamp == ws.created_on.isoformat()
+
+
+def library() -> tuple[Workspace, list[ProjectedEvent]]:
+    ws = Workspace("lib", {})
+    ws.register_schema(FolderSchema.from_dict("books", BOOKS))
+    ws.change_main(
+        "pull",
+        [
+            {"path": "authors/hem.json", "content": {"id": "a1"}, "record_id": "a1"},
+            {"path": "books/old.json", "content": {"id": "b1", "author": "a1"}, "record_id": "b1"},
+        ],
+    )
+    return ws, recorded(ws)
+
+
+def test_file_index_follows_renames_takeovers_and_removals() -> None:
+    ws, events = library()
+    ws.change_main(
+        "pull", [{"path": "authors/hemingway.json", "content": {"id": "a1"}, "record_id": "a1"}]
+    )
+    ws.change_main(
+        "pull", [{"path": "authors/hem.json", "content": {"id": "a9"}, "record_id": "a9"}]
+    )
+    ws.change_main("pull", [{"path": "books/old.json", "content": None, "record_id": "b1"}])
+    events += recorded(ws)
+    for batch in (1, 1000):
+        tables = MemoryTables()
+        project(tables, events, batch)
+        assert {(r.folder, r.record_id, r.filename) for r in tables.file_index.values()} == {
+            ("authors", "a1", "hemingway.json"),
+            ("authors", "a9", "hem.json"),
+        }
+        assert set(tables.main_files) == {
+            ("lib", "authors/hem.json"),
+            ("lib", "authors/hemingway.json"),
+        }
+
+
+def test_records_seen_touch_last_seen_at_in_the_same_batch_order() -> None:
+    ws, events = library()
+    ws.mark_seen("pull", "authors", ["a1", "unknown"])
+    events += recorded(ws)
+    tables = MemoryTables()
+    project(tables, events)
+    assert tables.file_index[("lib", "authors", "a1")].last_seen_at == ws.modified_on.isoformat()
+    assert ("lib", "authors", "unknown") not in tables.file_index
+
+
+def test_references_are_filled_from_file_index_whichever_comes_first() -> None:
+    ws, events = library()
+    draft = Draft("lib", "ann")
+    draft.write_file(
+        "books/new.json", {"author": "@/authors/woolf.json", "also": "@/authors/hem.json"}
+    )
+    events += recorded(draft)
+    tables = MemoryTables()
+    project(tables, events)
+    refs = {
+        (r.branch, r.source_path, r.target_filename, r.target_record_id) for r in tables.references
+    }
+    assert refs == {
+        ("main", "books/old.json", "hem.json", "a1"),
+        ("draft:ann", "books/new.json", "woolf.json", None),
+        ("draft:ann", "books/new.json", "hem.json", "a1"),
+    }
+    ws.change_main(
+        "run", [{"path": "authors/woolf.json", "content": {"id": "a2"}, "record_id": "a2"}]
+    )
+    project(tables, recorded(ws))
+    assert ("draft:ann", "books/new.json", "woolf.json", "a2") in {
+        (r.branch, r.source_path, r.target_filename, r.target_record_id) for r in tables.references
+    }
+    draft.discard()
+    project(tables, recorded(draft))
+    assert {r.branch for r in tables.references} == {"main"}
+
+
+def test_drafts_write_delete_revert_discard_and_rebase() -> None:
+    draft = Draft("lib", "ann")
+    draft.write_file("a/1.json", {"n": 1})
+    draft.delete_file("a/2.json", on_main=True)
+    draft.write_file("a/3.json", {"n": 3})
+    draft.delete_file("a/3.json", on_main=False)
+    draft.discard()
+    draft.write_file("a/4.json", {"n": 4})
+    draft.write_file("a/5.json", {"n": 5})
+    draft.rebase("p", ["a/5.json"])
+    events = recorded(draft)
+    for batch in (1, 3, 1000):
+        tables = MemoryTables()
+        project(tables, events, batch)
+        assert {k[2]: r.content for k, r in tables.draft_files.items()} == {"a/4.json": {"n": 4}}
+
+
+def pipeline_events() -> tuple[PublishPipeline, list[ProjectedEvent]]:
+    pid = "00000000-0000-0000-0000-000000000001"
+    p = PublishPipeline(
+        pid,
+        "lib",
+        "ann",
+        3,
+        4,
+        [{"phase": "edit", "entries": 1}, {"phase": "create", "entries": 2}],
+    )
+    p.plan_entries(
+        [
+            PlanEntry("a/1.json", "edit", {"type": "update", "record_id": "r1"}),
+            PlanEntry("a/2.json", "create", {"type": "create"}),
+            PlanEntry("a/3.json", "create", {"type": "create"}),
+        ]
+    )
+    p.request_run()
+    p.claim("w", p.modified_on, timedelta(seconds=5))
+    p.start_phase("w", "edit")
+    p.dispatch("w", "edit:a/1.json", "k")
+    p.publish_entry("w", "edit:a/1.json", "r1", {}, 4)
+    p.complete_phase("w", "edit")
+    p.start_phase("w", "create")
+    p.publish_entry("w", "create:a/2.json", "r2", {}, 5)
+    p.fail_entry("w", "create:a/3.json", "400 no")
+    p.finish("w")
+    return p, recorded(p)
+
+
+@pytest.mark.parametrize("batch", [1, 4, 1000])
+def test_pipeline_status_and_entries(batch: int) -> None:
+    p, events = pipeline_events()
+    tables = MemoryTables()
+    project(tables, events, batch)
+    row = tables.status[p.pipeline_id]
+    assert (row.state, row.phase, row.main_version, row.draft_version) == (
+        "completed_with_errors",
+        "create",
+        3,
+        4,
+    )
+    assert counts_dict(row.phases, row.counts) == p.counts()
+    # the event's own timestamp (the aggregate's modified_on still holds the previous one)
+    assert row.started_at is not None and row.finished_at == events[-1].timestamp
+    assert [(e.path, e.status, e.record_id, e.error) for e in tables.entries.values()] == [
+        ("a/1.json", "published", "r1", None),
+        ("a/2.json", "published", "r2", None),
+        ("a/3.json", "failed", None, "400 no"),
+    ]
+    assert list(tables.errors) == [(p.pipeline_id, "create", "a/3.json")]
+    p.request_retry()
+    project(tables, recorded(p), batch)
+    row = tables.status[p.pipeline_id]
+    assert row.state == "running" and row.finished_at is None and not tables.errors
+    assert counts_dict(row.phases, row.counts) == p.counts()
+    assert tables.entries[(p.pipeline_id, "create", "a/3.json")].status == "planned"
+
+
+def test_projection_logic_imports_no_infrastructure() -> None:
+    allowed = (
+        "application",
+        "domain",
+        "eventsourcing.domain",
+        "eventsourcing.persistence",
+        "__future__",
+        "abc",
+        "collections",
+        "dataclasses",
+        "typing",
+        "uuid",
+        "json",
+    )
+    for path in pathlib.Path("application/projections").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert node.module.startswith(allowed), f"{path}: {node.module}"
+            elif isinstance(node, ast.Import):
+                assert all(a.name.startswith(allowed) for a in node.names), path
