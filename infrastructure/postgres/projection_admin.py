@@ -104,7 +104,12 @@ def rebuild(
         runner.acquire(conn)
         while runner.step(conn, {n: target for n in names}):
             pass
-        return wait_for(conn, tables, names, target, timeout)
+        reached = wait_for(conn, tables, names, target, timeout)
+        # Freshly bulk-loaded tables have no statistics yet; without them the
+        # planner scans whole tables for the small keyed batches of live work.
+        for table in (t for n in names for t in OWNED[n]):
+            conn.execute(psycopg.sql.SQL("ANALYZE {}").format(tables.table(table)))
+        return reached
     finally:
         conn.close()
 

@@ -108,7 +108,10 @@ def apply_batch(
 ) -> None:
     """Project ``events`` for ``names`` (all at ``start``) and move them to ``end``, atomically."""
     try:
-        with conn.transaction():
+        # Pipeline mode: statements whose results nobody reads go out without
+        # waiting for each other, so a live batch of one event costs about one
+        # round trip plus the commit instead of one per statement.
+        with conn.pipeline(), conn.transaction():
             ctx = PostgresContext(conn, tables, caches)
             for name in names:
                 projection, make_writer = PROJECTIONS[name]
@@ -116,16 +119,15 @@ def apply_batch(
                 if mine:
                     projection.apply(mine, ctx, make_writer(conn, tables, caches))
             ctx.flush()
-            with conn.cursor() as cur:
-                cur.execute(
-                    tables.q(
-                        "UPDATE {projection_tracking} SET position = %s"
-                        " WHERE name = ANY(%s) AND position = %s"
-                    ),
-                    (end, list(names), start),
-                )
-                if cur.rowcount != len(names):
-                    raise LeadershipLost(f"tracking of {list(names)} is no longer at {start}")
+            moved = conn.execute(
+                tables.q(
+                    "UPDATE {projection_tracking} SET position = %s"
+                    " WHERE name = ANY(%s) AND position = %s RETURNING name"
+                ),
+                (end, list(names), start),
+            ).fetchall()
+            if len(moved) != len(names):
+                raise LeadershipLost(f"tracking of {list(names)} is no longer at {start}")
             payload = ",".join(f"{name}:{end}" for name in names)
             conn.execute("SELECT pg_notify(%s, %s)", (projection_channel(tables), payload))
     except BaseException:

@@ -227,10 +227,18 @@ class PostgresFileIndex(FileIndexWriter):
                 ),
                 columns(seen, 4),
             )
-        for ws, folder, rid, name in gone:
-            by_record.add((ws, folder, rid))
-            by_filename.add((ws, folder, name))
-        resolve_references(conn, self.tables, by_record, by_filename)
+        # Only keys whose pairing changed can change a reference's derived column;
+        # content updates of a known record (the common case) resolve nothing.
+        before_r = {(ws, f, rid): name for ws, f, rid, name in gone}
+        before_f = {(ws, f, name): rid for ws, f, rid, name in gone}
+        after_r = {(r.workspace, r.folder, r.record_id): r.filename for r in rows}
+        after_f = {(r.workspace, r.folder, r.filename): r.record_id for r in rows}
+        resolve_references(
+            conn,
+            self.tables,
+            {k for k in by_record | before_r.keys() if before_r.get(k) != after_r.get(k)},
+            {k for k in by_filename | before_f.keys() if before_f.get(k) != after_f.get(k)},
+        )
 
 
 class PostgresFileReference(FileReferenceWriter):
@@ -290,25 +298,20 @@ class PostgresFileReference(FileReferenceWriter):
                 columns(replaced, 3),
             )
         if rows:
+            # the other target column comes from FileIndex as the row goes in
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.tables.lock_key("resolve"),))
             conn.execute(
                 q(
-                    "INSERT INTO {file_reference} SELECT * FROM unnest("
-                    "%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],"
-                    " %b::text[])"
+                    "INSERT INTO {file_reference} SELECT k.ws, k.branch, k.path, k.folder,"
+                    " CASE WHEN k.pointer = 'filename' THEN k.filename ELSE fr.filename END,"
+                    " CASE WHEN k.pointer = 'record_id' THEN k.rid ELSE ff.record_id END,"
+                    " k.pointer FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[],"
+                    " %b::text[], %b::text[], %b::text[])"
+                    " AS k(ws, branch, path, folder, filename, rid, pointer)"
+                    " LEFT JOIN {file_index} fr ON k.pointer = 'record_id' AND fr.workspace = k.ws"
+                    "  AND fr.folder = k.folder AND fr.record_id = k.rid"
+                    " LEFT JOIN {file_index} ff ON k.pointer = 'filename' AND ff.workspace = k.ws"
+                    "  AND ff.folder = k.folder AND ff.filename = k.filename"
                 ),
                 columns(rows, 7),
-            )
-            resolve_references(
-                conn,
-                self.tables,
-                {
-                    (r.workspace, r.target_folder, r.target_record_id or "")
-                    for r in rows
-                    if r.pointer == "record_id"
-                },
-                {
-                    (r.workspace, r.target_folder, r.target_filename or "")
-                    for r in rows
-                    if r.pointer == "filename"
-                },
             )

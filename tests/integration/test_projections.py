@@ -49,7 +49,7 @@ def store(database: Database, schema: str) -> Store:
 
 
 def head(app: Store) -> int:
-    return app.recorder.max_notification_id() or 0  # type: ignore[attr-defined]
+    return app.recorder.max_notification_id() or 0
 
 
 @contextmanager

@@ -12,6 +12,7 @@ import pathlib
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 import pytest
 from eventsourcing.domain import Aggregate
@@ -57,7 +58,7 @@ MAPPER = _mapper()
 _ids = itertools.count(1)
 
 
-def recorded(*aggregates: Aggregate[Any]) -> list[ProjectedEvent]:
+def recorded(*aggregates: Aggregate) -> list[ProjectedEvent]:
     events = []
     for aggregate in aggregates:
         for domain_event in aggregate.collect_events():
@@ -65,8 +66,8 @@ def recorded(*aggregates: Aggregate[Any]) -> list[ProjectedEvent]:
             events.append(
                 decode(
                     next(_ids),
-                    stored.originator_id,
-                    stored.originator_version,  # type: ignore[arg-type]
+                    UUID(str(stored.originator_id)),
+                    stored.originator_version,
                     stored.topic,
                     stored.state,
                 )
