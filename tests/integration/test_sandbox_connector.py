@@ -129,6 +129,45 @@ async def test_delete_many_accepts_a_full_page_and_refuses_more(sandbox: Admin) 
         assert sandbox.ids("authors") == ["a1", ids[100]]
 
 
+class InFlight:
+    """ASGI middleware: the most requests the sandbox handled at once, and over how many sockets."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.now = self.peak = 0
+        self.sockets: set[tuple[str, int]] = set()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_admin"):
+            await self.app(scope, receive, send)
+            return
+        self.sockets.add(tuple(scope["client"]))
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.now -= 1
+
+
+@pytest.mark.parametrize(("concurrency", "per_client"), [(5, 2), (6, 1), (4, 8)])
+async def test_concurrency_bound_holds_across_the_client_pool(
+    concurrency: int, per_client: int
+) -> None:
+    """Lanes over several small clients: never more than ``concurrency`` calls or sockets."""
+    counter = InFlight(create_app(SEED, FaultConfig(latency_ms=20)))
+    with running_server(counter) as url:
+        options = {"concurrency": concurrency, "connections_per_client": per_client}
+        async with connector(url, **options) as c:
+            records = await asyncio.gather(
+                *(c.create("authors", {"n": n}, f"k{n}") for n in range(4 * concurrency))
+            )
+            await asyncio.gather(*(c.list_page("authors", 0, 1) for _ in range(2 * concurrency)))
+    assert len({r.id for r in records}) == 4 * concurrency
+    assert counter.peak == concurrency
+    assert len(counter.sockets) == concurrency  # kept alive and reused, one per lane
+
+
 # -- retries ------------------------------------------------------------------------------
 
 
