@@ -40,7 +40,7 @@ from domain.pull import Pull
 from domain.schema import FolderSchema
 from domain.workspace import Workspace
 
-T = TypeVar("T", bound=Aggregate[UUID])
+T = TypeVar("T", bound="Aggregate[UUID]")  # a string: Aggregate is not generic at runtime
 
 READ_TIMEOUT_S = 10.0
 MAX_CONFLICT_RETRIES = 5
