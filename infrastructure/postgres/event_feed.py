@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 from uuid import UUID
@@ -34,10 +34,10 @@ from infrastructure.postgres.event_queries import EventQueries
 from infrastructure.postgres.event_wire import (
     FeedEvent,
     Row,
+    WireEncoder,
     WorkspaceCache,
     decode_state,
     event_type,
-    to_event,
     workspace_named,
 )
 from infrastructure.postgres.subscription import SHUTDOWN, Subscription
@@ -45,6 +45,7 @@ from infrastructure.postgres.subscription import SHUTDOWN, Subscription
 log = logging.getLogger(__name__)
 
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
+_ENCODE_SLICE = 1000
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class EventFeed:
         table: str,
         channel: str | None = None,
         batch_size: int = 1000,
+        replay_page_size: int = 5000,
         queue_size: int = 10_000,
         poll_seconds: float = 5.0,
         pool_size: int = 4,
@@ -81,12 +83,14 @@ class EventFeed:
         self._channel = channel or table.replace(".", "_")
         self._q = EventQueries(schema, table)
         self._batch_size = batch_size
+        self._page_size = replay_page_size
         self._queue_size = queue_size
         self._poll_seconds = poll_seconds
         self._pool = AsyncConnectionPool(
             conninfo, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, open=False
         )
         self._workspaces = WorkspaceCache()
+        self._encoder = WireEncoder()
         self._subscribers: dict[Hashable, set[Subscription]] = {}
         self._last = 0
         self._behind = True
@@ -141,8 +145,8 @@ class EventFeed:
         await self.aclose()
 
     # --- live -------------------------------------------------------------
-    def subscribe_pipeline(self, pipeline_id: UUID) -> Subscription:
-        return self._subscribe(("originator", pipeline_id))
+    def subscribe_pipeline(self, pipeline_id: UUID | str) -> Subscription:
+        return self._subscribe(("originator", str(pipeline_id)))
 
     def subscribe_workspace(self, workspace: str) -> Subscription:
         return self._subscribe(("workspace", workspace))
@@ -227,7 +231,8 @@ class EventFeed:
     async def _read_new(self) -> None:
         assert self._reader is not None
         while True:
-            cursor = await self._reader.execute(self._q.after, (self._last, self._batch_size))
+            params = (self._last, self._batch_size)
+            cursor = await self._reader.execute(self._q.after, params, binary=True)
             rows = cast(list[Row], await cursor.fetchall())
             if not rows:
                 return
@@ -249,21 +254,24 @@ class EventFeed:
 
     # --- decoding ---------------------------------------------------------
     async def _decode(self, conn: Conn, rows: Sequence[Row]) -> list[FeedEvent]:
-        """Decode rows; learn unknown originators' workspaces in one query per batch."""
-        fields = [decode_state(row[4]) for row in rows]
-        for row, values in zip(rows, fields, strict=True):
+        """Wire events; unknown originators' workspaces are learnt in one query per batch."""
+        for row in rows:
             if row[2] == 1:
-                self._workspaces.put(row[1], workspace_named(values))
+                self._workspaces.put(row[1], workspace_named(decode_state(row[4])))
         unknown = list({row[1] for row in rows if row[1] not in self._workspaces})
         if unknown:
             await self._learn_workspaces(conn, unknown)
-        get = self._workspaces.get
-        pairs = zip(rows, fields, strict=True)
-        return [to_event(row, values, get(row[1])) for row, values in pairs]
+        workspace, encode = self._workspaces.get, self._encoder.encode
+        events: list[FeedEvent] = []
+        for start in range(0, len(rows), _ENCODE_SLICE):
+            if start:
+                await asyncio.sleep(0)  # a big replay page must not stall live delivery
+            events += [encode(row, workspace(row[1])) for row in rows[start:start + _ENCODE_SLICE]]
+        return events
 
-    async def _learn_workspaces(self, conn: Conn, originators: list[UUID]) -> None:
+    async def _learn_workspaces(self, conn: Conn, originators: list[str]) -> None:
         cursor = await conn.execute(self._q.creation_states, (originators,))
-        found: dict[UUID, str | None] = {
+        found: dict[str, str | None] = {
             oid: workspace_named(decode_state(state)) for oid, state in await cursor.fetchall()
         }
         for originator in originators:
@@ -281,53 +289,68 @@ class EventFeed:
             row = await (await conn.execute(self._q.head, (originator_id,))).fetchone()
             if row is None:
                 return None
-            if originator_id not in self._workspaces:
-                await self._learn_workspaces(conn, [originator_id])
+            key = str(originator_id)
+            if key not in self._workspaces:
+                await self._learn_workspaces(conn, [key])
         version, topic = int(row[0]), str(row[1])
-        return Head(version, event_type(topic), topic, self._workspaces.get(originator_id))
+        return Head(version, event_type(topic), topic, self._workspaces.get(key))
 
-    async def replay_pipeline(
+    def replay_pipeline(
         self, pipeline_id: UUID, after_version: int, page_size: int | None = None
     ) -> AsyncIterator[list[FeedEvent]]:
         """Pages of one aggregate's events after a version, to its current end."""
-        page = page_size or self._batch_size
-        while True:
-            params = (pipeline_id, after_version, page)
-            rows, events = await self._page(self._q.of_originator, params)
-            if events:
-                yield events
-            if len(rows) < page:
-                return
-            after_version = rows[-1][2]
+        return self._paged(
+            self._q.of_originator, lambda after, n: (pipeline_id, after, n), 2, after_version,
+            page_size,
+        )
 
-    async def replay_all(
+    def replay_all(
         self, after: int, upto: int, page_size: int | None = None
     ) -> AsyncIterator[list[FeedEvent]]:
-        page = page_size or self._batch_size
-        while after < upto:
-            rows, events = await self._page(self._q.between, (after, upto, page))
-            if events:
-                yield events
-            if len(rows) < page:
-                return
-            after = rows[-1][0]
+        """Pages of every event with ``after < position <= upto``."""
+        return self._paged(self._q.between, lambda a, n: (a, upto, n), 0, after, page_size)
 
-    async def replay_workspace(
+    def replay_workspace(
         self, workspace: str, after: int, upto: int, page_size: int | None = None
     ) -> AsyncIterator[list[FeedEvent]]:
-        page = page_size or self._batch_size
-        while after < upto:
-            rows, events = await self._page(self._q.of_workspace, (after, upto, workspace, page))
-            if events:
-                yield events
-            if len(rows) < page:
-                return
-            after = rows[-1][0]
+        """Pages of a workspace's events with ``after < position <= upto``."""
+        return self._paged(
+            self._q.of_workspace, lambda a, n: (a, upto, workspace, n), 0, after, page_size
+        )
+
+    async def _paged(
+        self,
+        query: sql.Composed,
+        params: Callable[[int, int], tuple[Any, ...]],
+        key: int,
+        after: int,
+        page_size: int | None,
+    ) -> AsyncIterator[list[FeedEvent]]:
+        """Keyset pages; the next page is read while the current one is being sent."""
+        size = page_size or self._page_size
+        upcoming: asyncio.Task[tuple[list[Row], list[FeedEvent]]] | None = (
+            asyncio.create_task(self._page(query, params(after, size)))
+        )
+        try:
+            while upcoming is not None:
+                rows, events = await upcoming
+                upcoming = None
+                if len(rows) == size:
+                    next_params = params(int(rows[-1][key]), size)
+                    upcoming = asyncio.create_task(self._page(query, next_params))
+                if events:
+                    yield events
+        finally:
+            if upcoming is not None:
+                upcoming.cancel()
+                with contextlib.suppress(asyncio.CancelledError, psycopg.Error):
+                    await upcoming
 
     async def _page(
         self, query: sql.Composed, params: tuple[Any, ...]
     ) -> tuple[list[Row], list[FeedEvent]]:
         # the connection goes back to the pool before the page is sent to a client
         async with self._pool.connection() as conn:
-            rows = cast(list[Row], await (await conn.execute(query, params)).fetchall())
+            cursor = await conn.execute(query, params, binary=True)  # bytea unencoded
+            rows = cast(list[Row], await cursor.fetchall())
             return rows, await self._decode(conn, rows)
