@@ -70,6 +70,7 @@ class ProjectionRunner:
         self.led: dict[str, int] = {}
         """Projections this runner leads -> their committed position."""
         self.tables: ProjectionTables | None = None
+        self.batches = 0
 
     # --- connection, tables, leadership --------------------------------------
     def connect(self, stop: threading.Event | None = None) -> Conn:
@@ -148,6 +149,12 @@ class ProjectionRunner:
             for name in names:
                 self.led[name] = end
             moved = True
+            self.batches += 1
+            if self.batches & (self.batches - 1) == 0 and self.batches >= 4:
+                # Tables grow from empty while catching up; plans chosen for an
+                # empty table (full scans) get slower with every page unless the
+                # statistics follow, so refresh them at 4, 8, 16, ... batches.
+                self.analyze(conn)
         return moved
 
     def wait(self, conn: Conn, timeout: float) -> bool:
