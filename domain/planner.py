@@ -21,6 +21,10 @@ Choices the spec leaves open:
   file it doesn't list is not cleared, a file it lists that no longer points
   there yields no entry;
 - a main file without a record id can't be edited or deleted: ``InvalidContent``.
+- the service accepts deleting records that point at each other only within
+  one bulk-delete call; deletes go out one call per folder page, so a deleted
+  file pointing at a deleted file of *another* call is cleared in the edit
+  phase too, and the target's delete waits for that edit.
 """
 
 from __future__ import annotations
@@ -119,6 +123,18 @@ def _record_id(path: str, schema: FolderSchema, on_main: JsonObject) -> str:
     return record_id
 
 
+def _delete_batches(deleted: list[_File], page_size: int) -> dict[str, tuple[str, int]]:
+    """path -> (folder, page): the bulk-delete call that removes each deleted file."""
+    batches: dict[str, tuple[str, int]] = {}
+    by_folder: dict[str, list[str]] = {}
+    for item in deleted:
+        by_folder.setdefault(item.file.folder, []).append(item.path)
+    for folder, paths in by_folder.items():
+        for index, path in enumerate(sorted(paths)):
+            batches[path] = (folder, index // page_size)
+    return batches
+
+
 def _changed_fields(
     new: JsonObject,
     old: JsonObject,
@@ -186,6 +202,7 @@ class _Planner:
             for i in deleted
         ]
         self.deleted = PointerTargets(targets)
+        self.batches = _delete_batches(deleted, self.page_size)
         draft_paths = set(draft)
         self._check_references([item for item, _ in modified] + added, draft_paths)
         if targets:
@@ -194,6 +211,7 @@ class _Planner:
         for item, before in modified:
             self._plan_edit(item, before)
         self._plan_clearing_only(draft_paths)
+        self._plan_clearing_between_deletes(deleted, targets)
         for item in added:
             self._plan_create(item)
         self._plan_deletes(deleted)
@@ -308,6 +326,19 @@ class _Planner:
             item = _File(path, file, _schema_of(file, self.schemas), before)
             self._plan_edit(item, before, clear_pointers(before, item.schema, self.deleted))
 
+    def _plan_clearing_between_deletes(self, deleted: list[_File], targets: list[RefTarget]) -> None:
+        """Deleted files let go of deleted files that another delete call removes."""
+        by_path = {item.path: item for item in deleted}
+        for path in sorted(self.inbound & by_path.keys()):
+            item = by_path[path]
+            batch = self.batches[path]
+            elsewhere = PointerTargets(
+                t for t in targets if self.batches[f"{t.folder}/{t.filename}"] != batch
+            )
+            cleared = clear_pointers(item.content, item.schema, elsewhere)
+            if cleared.fields:
+                self._plan_edit(item, item.content, cleared)
+
     def _plan_create(self, item: _File) -> None:
         unsent = item.schema.unsent_fields
         new = self._clear_draft(item)
@@ -355,12 +386,12 @@ class _Planner:
         for item in deleted:
             by_folder.setdefault(item.file.folder, []).append(item)
         for folder, items in by_folder.items():
-            for index, item in enumerate(sorted(items, key=lambda i: i.path)):
+            for item in sorted(items, key=lambda i: i.path):
                 op = {
                     "type": "delete",
                     "folder": folder,
                     "record_id": _record_id(item.path, item.schema, item.content),
-                    "page": index // self.page_size,
+                    "page": self.batches[item.path][1],
                 }
                 depends = tuple(sorted(self.clearers.get(item.file, ())))
                 self._add(item.path, "delete", op, (), depends)

@@ -24,6 +24,7 @@ from domain.workspace import Workspace
 from infrastructure.connectors.sandbox import SandboxConnector
 from infrastructure.postgres.database import Database, resolve
 from infrastructure.postgres.event_feed import EventFeed
+from infrastructure.postgres.projection_runner import run_projections
 from infrastructure.postgres.tokens import TokenStore
 from infrastructure.postgres.views import PostgresViews
 from infrastructure.settings import Settings
@@ -63,7 +64,6 @@ class Runtime:
         env["AGGREGATE_CACHE_MAXSIZE"] = "1000"
         views = PostgresViews(database, settings.db_schema)
         app = PublishdApplication(env, views=views)
-        views.bind(app.recorder)
         tokens = TokenStore(database.conninfo, settings.db_schema)
         tokens.open()
         tokens.create_tables()
@@ -101,6 +101,13 @@ class Runtime:
         for connector in self._connectors.values():
             await connector.aclose()
         self._connectors.clear()
+
+    def run_projections(self, stop: threading.Event) -> None:
+        """Run (or stand by for) every projection until ``stop`` is set. Blocks."""
+        run_projections(
+            self.database, self.settings.db_schema, stop,
+            events_table=self.app.recorder.events_table_name,
+        )
 
     def close(self) -> None:
         self.tokens.close()
@@ -141,7 +148,7 @@ def build_http_app(
         if with_projections:
             background.append(
                 asyncio.ensure_future(
-                    asyncio.to_thread(runtime.views.run_projections, stop_thread)
+                    asyncio.to_thread(runtime.run_projections, stop_thread)
                 )
             )
         if worker is not None:

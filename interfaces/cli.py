@@ -68,6 +68,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_projections(args: argparse.Namespace) -> int:
     import threading
 
+    from infrastructure.postgres.projection_admin import rebuild, verify
     from interfaces.bootstrap import Runtime
 
     runtime = Runtime.build(_settings(args))
@@ -77,15 +78,17 @@ def cmd_projections(args: argparse.Namespace) -> int:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: stop.set())
             print("projections running", flush=True)
-            runtime.views.run_projections(stop)
+            runtime.run_projections(stop)
             return 0
+        events_table = runtime.app.recorder.events_table_name
+        schema = runtime.settings.db_schema
         if args.action == "rebuild":
-            count = runtime.views.rebuild(args.name)
-            print(f"rebuilt {args.name or 'all projections'} from {count} events")
+            reached = rebuild(runtime.database, schema, args.name, events_table=events_table)
+            print(f"rebuilt {args.name or 'all projections'}: {json.dumps(reached)}")
             return 0
-        report = runtime.views.verify()
-        if report:
-            print(json.dumps(report, indent=2, default=str))
+        report = verify(runtime.database, schema, events_table=events_table)
+        if not report.ok:
+            print(report.to_json())
             return 1
         print("projections verified: every table equals a rebuild")
         return 0

@@ -131,7 +131,7 @@ def harness(database: Database, schema: str, **faults: Any) -> Iterator[Harness]
     runtime = Runtime.build(settings)
     stop = threading.Event()
     projector = threading.Thread(
-        target=runtime.views.run_projections, args=(stop,), daemon=True
+        target=runtime.run_projections, args=(stop,), daemon=True
     )
     projector.start()
     try:

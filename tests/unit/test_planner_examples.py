@@ -431,3 +431,30 @@ def test_deeply_nested_content_is_refused_not_crashed() -> None:
         content = [content]
     with pytest.raises(InvalidContent, match="nested"):
         run({"tags/deep.json": {"label": content}})
+
+
+def test_deleted_file_pointing_at_a_delete_of_another_call_lets_go_first() -> None:
+    # the book (one delete call) points at the author (another call): deleting the
+    # author first would be refused, and the calls run in any order
+    result = run({"books/old-man.json": None, "authors/hemingway.json": None})
+
+    assert entry(result, "edit", "books/old-man.json").operation["fields"] == {"author": None}
+    assert entry(result, "edit", "authors/hemingway.json").operation["fields"] == {
+        "favourite": None
+    }
+    assert entry(result, "delete", "authors/hemingway.json").depends_on == (
+        "edit:books/old-man.json",
+    )
+
+
+def test_deleted_files_of_one_call_keep_their_pointers_to_each_other() -> None:
+    main = main_files() | {
+        "tags/sea.json": {"id": "t1", "label": "sea", "related": ["@/tags/war.json"]},
+        "tags/war.json": {"id": "t2", "label": "war", "related": ["@/tags/sea.json"]},
+    }
+    result = run({"tags/sea.json": None, "tags/war.json": None}, main)
+
+    assert {e.path for e in result.entries if e.phase == "delete"} == {
+        "tags/sea.json", "tags/war.json"
+    }
+    assert [e for e in result.entries if e.path.startswith("tags/") and e.phase == "edit"] == []
