@@ -48,11 +48,15 @@ DRAFT_SAVE = 500
 
 
 @contextlib.contextmanager
-def sandbox_process() -> Iterator[str]:
-    """``publishd sandbox serve`` on a free port, until the block ends."""
+def sandbox_process(*, quiet: bool = False) -> Iterator[str]:
+    """``publishd sandbox serve`` on a free port, until the block ends.
+
+    ``quiet`` drops its stderr: crash trials make it log every request whose
+    client was killed mid-call.
+    """
     port = free_port()
     command = [sys.executable, "-m", "interfaces.cli", "sandbox", "serve", "--port", str(port)]
-    process = subprocess.Popen(command)
+    process = subprocess.Popen(command, stderr=subprocess.DEVNULL if quiet else None)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
