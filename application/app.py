@@ -40,7 +40,7 @@ from domain.pull import Pull
 from domain.schema import FolderSchema
 from domain.workspace import Workspace
 
-T = TypeVar("T", bound="Aggregate[UUID]")  # a string: Aggregate is not generic at runtime
+T = TypeVar("T", bound=Aggregate)
 
 READ_TIMEOUT_S = 10.0
 MAX_CONFLICT_RETRIES = 5
@@ -68,7 +68,7 @@ class PublishdApplication(Application[UUID]):
         return self._views
 
     # --- saving -----------------------------------------------------------
-    def save_all(self, *aggregates: Aggregate[UUID] | None) -> int:
+    def save_all(self, *aggregates: Aggregate | None) -> int:
         """Save atomically; returns the highest notification id written (0 if none)."""
         recordings = self.save(*aggregates)
         position = max((r.notification.id for r in recordings), default=0)
@@ -88,7 +88,7 @@ class PublishdApplication(Application[UUID]):
         """The aggregate of that id and class, or None (also for a malformed id)."""
         try:
             uid = aggregate_id if isinstance(aggregate_id, UUID) else UUID(aggregate_id)
-            aggregate = self.repository.get(uid)
+            aggregate: Aggregate = self.repository.get(uid)
         except (ValueError, AggregateNotFoundError):
             return None
         return aggregate if isinstance(aggregate, cls) else None
@@ -117,7 +117,9 @@ class PublishdApplication(Application[UUID]):
             raise AlreadyExists(f"workspace {workspace_id} already exists") from None
         return workspace
 
-    def register_schema(self, workspace_id: str, folder: str, data: Mapping[str, Any]) -> JsonObject:
+    def register_schema(
+        self, workspace_id: str, folder: str, data: Mapping[str, Any]
+    ) -> JsonObject:
         schema = FolderSchema.from_dict(folder, data)
         self._retrying(lambda: self._register_schema(workspace_id, schema))
         return schema.to_dict()
@@ -331,7 +333,7 @@ class PublishdApplication(Application[UUID]):
     def start_pull(self, workspace_id: str, folders: list[str] | None) -> Pull:
         workspace = self.workspace(workspace_id)
         workspace.ensure_not_publishing()
-        chosen = sorted(workspace.schemas) if not folders else folders
+        chosen = folders or sorted(workspace.schemas)
         for folder in chosen:
             if folder not in workspace.schemas:
                 raise UnknownFolder(f"folder {folder!r} has no schema in workspace {workspace_id}")
@@ -359,9 +361,7 @@ class _PlannerInputs:
 
     def record_ids(self, files: Any) -> Any:
         wanted = list(files)
-        found = self._views.record_ids(
-            self._workspace_id, [(f.folder, f.filename) for f in wanted]
-        )
+        found = self._views.record_ids(self._workspace_id, [(f.folder, f.filename) for f in wanted])
         return {f: found[(f.folder, f.filename)] for f in wanted if (f.folder, f.filename) in found}
 
     def inbound_references(self, targets: Any) -> Any:

@@ -11,7 +11,6 @@ import asyncio
 import re
 import unicodedata
 
-
 from application.app import PublishdApplication
 from application.connector import Connector
 from application.records import record_to_file

@@ -21,6 +21,8 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
+
 from eventsourcing.persistence import IntegrityError
 
 from application.app import PublishdApplication
@@ -145,18 +147,22 @@ class PipelineRun:
                     continue
                 if self.pipeline.cancel_requested or self.fatal:
                     break
-                await self._save_async(lambda p=phase: self.pipeline.start_phase(self.worker, p))
+                await self._save_async(partial(self._start_phase, phase))
                 await self._run_phase(phase, connector)
                 if self.pipeline.cancel_requested or self.fatal:
                     break
-                await self._save_async(
-                    lambda p=phase: self.pipeline.complete_phase(self.worker, p)
-                )
+                await self._save_async(partial(self._complete_phase, phase))
             await self._finish()
         except RunStopped as exc:
             log.warning("run of %s stopped: %s", self.pipeline_id, exc)
             return None
         return self.pipeline.state
+
+    def _start_phase(self, phase: str) -> None:
+        self.pipeline.start_phase(self.worker, phase)
+
+    def _complete_phase(self, phase: str) -> None:
+        self.pipeline.complete_phase(self.worker, phase)
 
     async def _finish(self) -> None:
         def terminal() -> None:
@@ -180,7 +186,9 @@ class PipelineRun:
             round_ = _Round(outcomes=done)
             done = []
             stopping = bool(self.pipeline.cancel_requested or self.fatal)
-            while queue and not stopping and len(in_flight) + len(round_.intents) < self.concurrency:
+            while (
+                queue and not stopping and len(in_flight) + len(round_.intents) < self.concurrency
+            ):
                 unit = queue.pop(0)
                 reason = self._blocked_by(unit)
                 if reason is not None:
@@ -188,7 +196,7 @@ class PipelineRun:
                 else:
                     round_.intents.append(unit)
             if round_.outcomes or round_.skips or round_.intents:
-                await self._save_async(lambda r=round_: self._record_round(r))
+                await self._save_async(partial(self._record_round, round_))
             for unit in round_.intents:
                 task = asyncio.create_task(self._send(connector, unit))
                 in_flight[task] = unit
@@ -196,7 +204,8 @@ class PipelineRun:
                 return
             if in_flight:
                 finished, _ = await asyncio.wait(
-                    in_flight, timeout=self.lease.total_seconds() / 3,
+                    in_flight,
+                    timeout=self.lease.total_seconds() / 3,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 for task in finished:
@@ -236,8 +245,8 @@ class PipelineRun:
                     if entry["phase"] == "create":
                         self.created[entry["path"]] = outcome.record.id
         version = workspace.change_main(f"pipeline:{self.pipeline_id}", changes)
-        for key, record_id, content in published:
-            pipeline.publish_entry(self.worker, key, record_id, content, version)
+        for key, record_id, record in published:
+            pipeline.publish_entry(self.worker, key, record_id, record, version)
         for key, reason in round_.skips:
             pipeline.skip_entry(self.worker, key, reason)
         for unit in round_.intents:
@@ -247,7 +256,9 @@ class PipelineRun:
     # --- units and dependencies ---------------------------------------------
     def _units(self, phase: str, page_size: int) -> list[Unit]:
         """Open entries as calls: re-sent intents first (same key), then new ones."""
-        entries = [e for e in self.pipeline.entries_of(phase) if e["status"] in (E_PLANNED, E_DISPATCHED)]
+        entries = [
+            e for e in self.pipeline.entries_of(phase) if e["status"] in (E_PLANNED, E_DISPATCHED)
+        ]
         resend: dict[str, Unit] = {}
         fresh: list[Unit] = []
         pages: dict[tuple[str, int], Unit] = {}
@@ -263,13 +274,21 @@ class PipelineRun:
             elif op["type"] == "delete":
                 page = pages.get((op["folder"], op["page"]))
                 if page is None or len(page.keys) >= page_size:
-                    page = Unit([], idempotency_key(self.pipeline_id, phase, f"{entry['path']}#{attempt}"), op)
+                    page = Unit(
+                        [],
+                        idempotency_key(self.pipeline_id, phase, f"{entry['path']}#{attempt}"),
+                        op,
+                    )
                     pages[(op["folder"], op["page"])] = page
                     fresh.append(page)
                 page.keys.append(key)
             else:
                 fresh.append(
-                    Unit([key], idempotency_key(self.pipeline_id, phase, f"{entry['path']}#{attempt}"), op)
+                    Unit(
+                        [key],
+                        idempotency_key(self.pipeline_id, phase, f"{entry['path']}#{attempt}"),
+                        op,
+                    )
                 )
         return list(resend.values()) + fresh
 
@@ -277,15 +296,15 @@ class PipelineRun:
         for key in unit.keys:
             for dependency in self.pipeline.entries[key]["depends_on"]:
                 status = self.pipeline.entries[dependency]["status"]
-                if status in (E_FAILED, E_SKIPPED):
-                    return f"depends on {dependency}, which {status if status == E_FAILED else 'was skipped'}"
+                if status == E_FAILED:
+                    return f"depends on {dependency}, which failed"
+                if status == E_SKIPPED:
+                    return f"depends on {dependency}, which was skipped"
         return None
 
     def _preload_record_ids(self, units: Sequence[Unit]) -> None:
         targets = {
-            target
-            for unit in units
-            for _, target in iter_at_refs(unit.operation.get("fields", {}))
+            target for unit in units for _, target in iter_at_refs(unit.operation.get("fields", {}))
         }
         if targets:
             found = self.app.views.record_ids(
@@ -317,7 +336,9 @@ class PipelineRun:
                 record_id = op.get("record_id") or self.created.get(path)
                 if record_id is None:
                     raise UnresolvedReference(f"{path} has no record id to update")
-                record = await connector.update(op["folder"], record_id, fields, unit.idempotency_key)
+                record = await connector.update(
+                    op["folder"], record_id, fields, unit.idempotency_key
+                )
             return Outcome(unit, record=record)
         except ConnectorError as exc:
             return Outcome(unit, error=exc)

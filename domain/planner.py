@@ -326,7 +326,9 @@ class _Planner:
             item = _File(path, file, _schema_of(file, self.schemas), before)
             self._plan_edit(item, before, clear_pointers(before, item.schema, self.deleted))
 
-    def _plan_clearing_between_deletes(self, deleted: list[_File], targets: list[RefTarget]) -> None:
+    def _plan_clearing_between_deletes(
+        self, deleted: list[_File], targets: list[RefTarget]
+    ) -> None:
         """Deleted files let go of deleted files that another delete call removes."""
         by_path = {item.path: item for item in deleted}
         for path in sorted(self.inbound & by_path.keys()):

@@ -10,11 +10,12 @@ from infrastructure.settings import Settings
 from interfaces.bootstrap import Runtime
 
 
-def pipeline_at_version(settings: Settings, pipeline_id: str, version: int | None) -> dict[str, Any]:
+def pipeline_at_version(
+    settings: Settings, pipeline_id: str, version: int | None
+) -> dict[str, Any]:
     runtime = Runtime.build(settings)
     try:
-        pipeline = runtime.app.repository.get(UUID(pipeline_id), version=version)
-        assert isinstance(pipeline, PublishPipeline)
+        pipeline: PublishPipeline = runtime.app.repository.get(UUID(pipeline_id), version=version)
         return {
             "pipeline_id": pipeline.pipeline_id,
             "version": pipeline.version,
@@ -24,7 +25,8 @@ def pipeline_at_version(settings: Settings, pipeline_id: str, version: int | Non
             "lease_owner": pipeline.lease_owner,
             "errors": [
                 {"path": e["path"], "phase": e["phase"], "message": e["error"]}
-                for e in pipeline.entries.values() if e["error"]
+                for e in pipeline.entries.values()
+                if e["error"]
             ],
         }
     finally:

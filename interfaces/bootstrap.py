@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from eventsourcing.postgres import PostgresApplicationRecorder
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
@@ -102,11 +103,19 @@ class Runtime:
             await connector.aclose()
         self._connectors.clear()
 
+    @property
+    def events_table(self) -> str:
+        recorder = self.app.recorder
+        assert isinstance(recorder, PostgresApplicationRecorder)
+        return recorder.events_table_name
+
     def run_projections(self, stop: threading.Event) -> None:
         """Run (or stand by for) every projection until ``stop`` is set. Blocks."""
         run_projections(
-            self.database, self.settings.db_schema, stop,
-            events_table=self.app.recorder.events_table_name,
+            self.database,
+            self.settings.db_schema,
+            stop,
+            events_table=self.events_table,
         )
 
     def close(self) -> None:
@@ -147,9 +156,7 @@ def build_http_app(
         await feed.start()
         if with_projections:
             background.append(
-                asyncio.ensure_future(
-                    asyncio.to_thread(runtime.run_projections, stop_thread)
-                )
+                asyncio.ensure_future(asyncio.to_thread(runtime.run_projections, stop_thread))
             )
         if worker is not None:
             background.append(asyncio.ensure_future(worker.serve(stop)))

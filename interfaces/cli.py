@@ -80,7 +80,7 @@ def cmd_projections(args: argparse.Namespace) -> int:
             print("projections running", flush=True)
             runtime.run_projections(stop)
             return 0
-        events_table = runtime.app.recorder.events_table_name
+        events_table = runtime.events_table
         schema = runtime.settings.db_schema
         if args.action == "rebuild":
             reached = rebuild(runtime.database, schema, args.name, events_table=events_table)
@@ -147,7 +147,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return 0
     from interfaces.audit import pipeline_at_version
 
-    print(json.dumps(pipeline_at_version(_settings(args), args.pipeline_id, args.version), indent=2))
+    print(
+        json.dumps(pipeline_at_version(_settings(args), args.pipeline_id, args.version), indent=2)
+    )
     return 0
 
 
@@ -167,7 +169,9 @@ def cmd_client(args: argparse.Namespace) -> int:
         "publish": lambda: client.request("POST", f"{draft}/publish", params=wait),
         "run": lambda: client.request("POST", f"/pipelines/{args.pipeline_id}/run", params=wait),
         "cancel": lambda: client.request("POST", f"/pipelines/{args.pipeline_id}/cancel"),
-        "retry": lambda: client.request("POST", f"/pipelines/{args.pipeline_id}/retry", params=wait),
+        "retry": lambda: client.request(
+            "POST", f"/pipelines/{args.pipeline_id}/retry", params=wait
+        ),
         "status": lambda: client.request("GET", f"/pipelines/{args.pipeline_id}"),
     }
     try:
@@ -221,8 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     tokens.add_argument("--admin", action="store_true")
     tokens.set_defaults(func=cmd_tokens)
 
-    for name, text in (("demo", "the whole story in the terminal"),
-                       ("run-local", "what `make run` starts")):
+    for name, text in (
+        ("demo", "the whole story in the terminal"),
+        ("run-local", "what `make run` starts"),
+    ):
         demo = sub.add_parser(name, help=text)
         demo.set_defaults(func=cmd_demo)
 

@@ -50,8 +50,10 @@ class Client:
     def stream(self, path: str, params: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
         """Events of a stream as NDJSON, until the server closes it."""
         headers = self._headers({"Accept": "application/x-ndjson"})
-        with httpx.Client(base_url=self.url, timeout=httpx.Timeout(10.0, read=None)) as http, \
-                http.stream("GET", path, headers=headers, params=params) as response:
+        with (
+            httpx.Client(base_url=self.url, timeout=httpx.Timeout(10.0, read=None)) as http,
+            http.stream("GET", path, headers=headers, params=params) as response,
+        ):
             if response.status_code >= 400:
                 response.read()
                 raise ClientError(response.status_code, response.json())
@@ -76,8 +78,11 @@ def follow(client: Client, pipeline_id: str, as_json: bool, console: Console) ->
         return dict(client.request("GET", f"/pipelines/{pipeline_id}"))
     bars: dict[str, Any] = {}
     with Progress(
-        TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[note]}"), console=console,
+        TextColumn("{task.description:>9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        console=console,
     ) as progress:
         for event in client.stream(f"/pipelines/{pipeline_id}/events"):
             kind = event.get("type")

@@ -66,8 +66,17 @@ def sandbox_process(port: int) -> Iterator[str]:
     seed = Path(tempfile.mkdtemp()) / "seed.json"
     seed.write_text(json.dumps(sample_data.SEED))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "interfaces.cli", "sandbox", "serve", "--port", str(port),
-         "--seed", str(seed)],
+        [
+            sys.executable,
+            "-m",
+            "interfaces.cli",
+            "sandbox",
+            "serve",
+            "--port",
+            str(port),
+            "--seed",
+            str(seed),
+        ],
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -83,7 +92,10 @@ def sandbox_process(port: int) -> Iterator[str]:
 @contextmanager
 def publishd_thread(runtime: Runtime, port: int) -> Iterator[str]:
     config = uvicorn.Config(
-        build_http_app(runtime), host="127.0.0.1", port=port, log_level="warning",
+        build_http_app(runtime),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
         access_log=False,
     )
     server = uvicorn.Server(config)
@@ -101,8 +113,11 @@ def publishd_thread(runtime: Runtime, port: int) -> Iterator[str]:
 def load_sample(client: Client, sandbox_url: str) -> None:
     """Create the sample workspace (once), pull main, and write the draft."""
     try:
-        client.request("POST", "/workspaces", json={
-            "id": WORKSPACE, "connector": {"type": "sandbox", "base_url": sandbox_url}})
+        client.request(
+            "POST",
+            "/workspaces",
+            json={"id": WORKSPACE, "connector": {"type": "sandbox", "base_url": sandbox_url}},
+        )
     except ClientError as exc:
         if exc.status != 409:
             raise
@@ -126,8 +141,10 @@ def run_demo(settings: Settings, *, local: bool) -> int:
     token = local_admin_token(runtime)
     port = settings.port if local else _free_port()
     try:
-        with sandbox_process(_port_or_free(9100) if local else _free_port()) as sandbox_url, \
-                publishd_thread(runtime, port) as url:
+        with (
+            sandbox_process(_port_or_free(9100) if local else _free_port()) as sandbox_url,
+            publishd_thread(runtime, port) as url,
+        ):
             client = Client(url, token)
             load_sample(client, sandbox_url)
             if local:
@@ -160,7 +177,9 @@ phases. Try:
   curl -s {auth} {url}/pipelines/PIPELINE_ID
   curl -s {auth} '{url}/workspaces/{WORKSPACE}/events?follow=false'   # the audit trail
 
-or with the CLI: .venv/bin/publishd publish {WORKSPACE} {sample_data.DRAFT_USER} --follow --url {url} --token {token}
+or with the CLI:
+  .venv/bin/publishd publish {WORKSPACE} {sample_data.DRAFT_USER} --follow \\
+      --url {url} --token {token}
 
 Ctrl-C stops it; data stays in {Settings().data_dir}.
 """)
@@ -175,7 +194,11 @@ def _tell_the_story(console: Console, client: Client) -> int:
     plan = client.request("POST", f"{draft}/plans")
     console.print(f"\n[bold]The plan[/bold] {plan['pipeline_id']}:")
     for entry in plan["entries"]:
-        deferred = f"  (deferred: {', '.join(entry['deferred_fields'])})" if entry["deferred_fields"] else ""
+        deferred = (
+            f"  (deferred: {', '.join(entry['deferred_fields'])})"
+            if entry["deferred_fields"]
+            else ""
+        )
         console.print(f"  {entry['phase']:>8}  {entry['path']}{deferred}")
     console.print()
     client.request("POST", f"/pipelines/{plan['pipeline_id']}/run")

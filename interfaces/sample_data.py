@@ -15,39 +15,67 @@ SEED: dict[str, Any] = {
         "authors": {
             "referenceFields": {},
             "items": [
-                {"id": "a-hemingway", "fieldData": {"name": "Ernest Hemingway", "slug": "hemingway"}},
+                {
+                    "id": "a-hemingway",
+                    "fieldData": {"name": "Ernest Hemingway", "slug": "hemingway"},
+                },
                 {"id": "a-woolf", "fieldData": {"name": "Virginia Woolf", "slug": "woolf"}},
             ],
         },
         "books": {
             "referenceFields": {"author": {"target": "authors", "multiple": False}},
             "items": [
-                {"id": "b-oldman", "fieldData": {"title": "The Old Man and the Sea",
-                                                  "slug": "the-old-man-and-the-sea",
-                                                  "author": "a-hemingway"}},
-                {"id": "b-lighthouse", "fieldData": {"title": "To the Lighthouse",
-                                                      "slug": "to-the-lighthouse",
-                                                      "author": "a-woolf"}},
-                {"id": "b-dalloway", "fieldData": {"title": "Mrs Dalloway", "slug": "mrs-dalloway",
-                                                    "author": "a-woolf"}},
+                {
+                    "id": "b-oldman",
+                    "fieldData": {
+                        "title": "The Old Man and the Sea",
+                        "slug": "the-old-man-and-the-sea",
+                        "author": "a-hemingway",
+                    },
+                },
+                {
+                    "id": "b-lighthouse",
+                    "fieldData": {
+                        "title": "To the Lighthouse",
+                        "slug": "to-the-lighthouse",
+                        "author": "a-woolf",
+                    },
+                },
+                {
+                    "id": "b-dalloway",
+                    "fieldData": {
+                        "title": "Mrs Dalloway",
+                        "slug": "mrs-dalloway",
+                        "author": "a-woolf",
+                    },
+                },
             ],
         },
         "site1/menus": {
             "referenceFields": {"items": {"target": "books", "multiple": True}},
             "items": [
-                {"id": "m-main", "fieldData": {"slug": "main",
-                                                "items": ["b-oldman", "b-lighthouse", "b-dalloway"]}},
+                {
+                    "id": "m-main",
+                    "fieldData": {
+                        "slug": "main",
+                        "items": ["b-oldman", "b-lighthouse", "b-dalloway"],
+                    },
+                },
             ],
         },
     }
 }
 
 SCHEMAS: dict[str, dict[str, Any]] = {
-    "authors": {"fields": [{"name": "favourite_book", "reference": True,
-                            "referenceTarget": "books"}]},
+    "authors": {
+        "fields": [{"name": "favourite_book", "reference": True, "referenceTarget": "books"}]
+    },
     "books": {"fields": [{"name": "author", "reference": True, "referenceTarget": "authors"}]},
-    "site1/menus": {"fields": [{"name": "items", "reference": True, "referenceTarget": "books",
-                                "multiple": True}]},
+    "site1/menus": {
+        "fields": [
+            {"name": "items", "reference": True, "referenceTarget": "books", "multiple": True}
+        ]
+    },
 }
 
 SANDBOX_COLLECTIONS: dict[str, dict[str, Any]] = {
@@ -56,10 +84,16 @@ SANDBOX_COLLECTIONS: dict[str, dict[str, Any]] = {
 
 DRAFT_USER = "alice"
 DRAFT_WRITES: dict[str, dict[str, Any]] = {
-    "books/war-and-peace.json": {"title": "War and Peace", "slug": "war-and-peace",
-                                 "author": "@/authors/tolstoy.json"},
-    "authors/tolstoy.json": {"name": "Leo Tolstoy", "slug": "tolstoy",
-                             "favourite_book": "@/books/war-and-peace.json"},
+    "books/war-and-peace.json": {
+        "title": "War and Peace",
+        "slug": "war-and-peace",
+        "author": "@/authors/tolstoy.json",
+    },
+    "authors/tolstoy.json": {
+        "name": "Leo Tolstoy",
+        "slug": "tolstoy",
+        "favourite_book": "@/books/war-and-peace.json",
+    },
 }
 DRAFT_EDIT_PATH = "books/the-old-man-and-the-sea.json"
 DRAFT_DELETES = ["books/mrs-dalloway.json"]

@@ -38,8 +38,12 @@ def serve(settings: Settings, *, announce: bool = True) -> int:
         # uvicorn handles SIGTERM/SIGINT: it stops accepting, runs the lifespan
         # shutdown (streams closed, workers' in-flight entries recorded), then returns.
         uvicorn.run(
-            app, host=settings.host, port=settings.port, log_level="warning",
-            access_log=False, timeout_graceful_shutdown=10,
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=10,
         )
     finally:
         runtime.close()

@@ -98,7 +98,11 @@ class Services:
         return status
 
     def list_pipelines(
-        self, workspace: str | None, user: str | None, state: str | None, limit: int,
+        self,
+        workspace: str | None,
+        user: str | None,
+        state: str | None,
+        limit: int,
         before: str | None,
     ) -> list[dict[str, Any]]:
         self.app.catch_up()

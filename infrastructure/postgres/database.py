@@ -65,11 +65,12 @@ def from_url(url: str) -> Database:
 
 def embedded(data_dir: Path) -> Database:
     """Start (or join) the embedded PostgreSQL in ``data_dir/pg``."""
-    import pgserver  # imported here: starting a server is never an import side effect
+    # imported here: starting a server is never an import side effect
+    from pgserver.postgres_server import get_server
 
     pgdata = (data_dir / "pg").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    server = get_server(pgdata, cleanup_mode="stop")
     uri = server.get_uri()
     database = from_url(uri)
     _keep_alive.append(server)

@@ -1,4 +1,4 @@
-"""HTTP handlers for API.md §1–5 and §7: parse, call one application method, answer.
+"""HTTP handlers for API.md §1-5 and §7: parse, call one application method, answer.
 
 Handlers are thin on purpose: validation lives in the pydantic models and the
 domain, errors map to statuses in ``errors.py``, and authorisation is one call
@@ -122,7 +122,9 @@ async def start_pull(request: Request) -> Response:
     ws = path_param(request, "ws")
     await s.guard(request, "write", ws)
     raw = await request.body()
-    body = m.PullRequest.model_validate(await read_json(request)) if raw.strip() else m.PullRequest()
+    body = (
+        m.PullRequest.model_validate(await read_json(request)) if raw.strip() else m.PullRequest()
+    )
     wait = flag(request, "wait")
     pull = await run_in_threadpool(s.app.start_pull, ws, body.folders)
     if not wait:
@@ -261,7 +263,15 @@ async def list_pipelines(request: Request) -> Response:
         ws = principal.workspace
     s.authorize(principal, "read", ws)
     state = request.query_params.get("state")
-    states = ("planned", "running", "completed", "completed_with_errors", "failed", "cancelled", "stale")
+    states = (
+        "planned",
+        "running",
+        "completed",
+        "completed_with_errors",
+        "failed",
+        "cancelled",
+        "stale",
+    )
     if state is not None and state not in states:
         raise ApiError("invalid_request", f"?state= must be one of {', '.join(states)}")
     limit = int_param(request, "limit", 50, 1, 500)
@@ -292,7 +302,9 @@ async def file_index(request: Request) -> Response:
     q = request.query_params
     folder = q.get("folder")
     if not folder or ("record_id" in q) == ("filename" in q):
-        raise ApiError("invalid_request", "give ?folder= and exactly one of ?record_id= or ?filename=")
+        raise ApiError(
+            "invalid_request", "give ?folder= and exactly one of ?record_id= or ?filename="
+        )
     row = await run_in_threadpool(s.file_index, ws, folder, q.get("record_id"), q.get("filename"))
     return reply(row)
 
@@ -306,7 +318,9 @@ async def references(request: Request) -> Response:
     if (target is None) == (folder is None and record_id is None) or (
         target is None and not (folder and record_id)
     ):
-        raise ApiError("invalid_request", "give ?target=@/folder/name.json, or ?folder= and ?record_id=")
+        raise ApiError(
+            "invalid_request", "give ?target=@/folder/name.json, or ?folder= and ?record_id="
+        )
     found = await run_in_threadpool(s.references, ws, target, folder, record_id)
     return reply({"references": found})
 

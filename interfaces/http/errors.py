@@ -75,8 +75,15 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response("invalid_request", "the request body is not valid", details)
 
 
-_HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-               413: "payload_too_large", 415: "unsupported_media_type", 429: "rate_limited"}
+_HTTP_CODES = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
 
 
 async def _http_exception(_: Request, exc: Exception) -> JSONResponse:

@@ -18,6 +18,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from infrastructure.postgres.operations import OperationalFigures
+
 if TYPE_CHECKING:
     from infrastructure.postgres.event_feed import EventFeed
     from interfaces.bootstrap import Runtime
@@ -34,28 +36,29 @@ class _Figures(Collector):
     def __init__(self, runtime: Runtime, feed: EventFeed) -> None:
         self.runtime = runtime
         self.feed = feed
+        self.figures = OperationalFigures(runtime.views)
 
     def collect(self) -> Iterator[Any]:
-        views = self.runtime.views
         states = GaugeMetricFamily("publishd_pipelines", "Pipelines by state", labels=["state"])
-        for state, count in sorted(views.pipeline_state_counts().items()):
+        for state, count in sorted(self.figures.pipeline_states().items()):
             states.add_metric([state], count)
         yield states
         entries = GaugeMetricFamily(
             "publishd_entries", "Pipeline entries by status", labels=["status"]
         )
-        for status, count in sorted(views.entry_status_counts().items()):
+        for status, count in sorted(self.figures.entry_statuses().items()):
             entries.add_metric([status], count)
         yield entries
         head = self.runtime.app.head()
         lag = GaugeMetricFamily(
             "publishd_projection_lag_events", "Events not yet projected", labels=["projection"]
         )
-        for name, position in sorted(views.positions().items()):
+        for name, position in sorted(self.figures.projection_positions().items()):
             lag.add_metric([name], max(0, head - position))
         yield lag
         yield GaugeMetricFamily(
-            "publishd_open_streams", "Open SSE/NDJSON streams in this process",
+            "publishd_open_streams",
+            "Open SSE/NDJSON streams in this process",
             value=self.feed.stats().subscribers,
         )
 

@@ -21,9 +21,18 @@ from interfaces.http.models import ErrorBody
 Handler = Callable[[Request], Awaitable[Response]]
 
 _STATUS_TEXT = {
-    200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad request",
-    401: "Unauthorized", 403: "Forbidden", 404: "Not found", 409: "Conflict",
-    413: "Payload too large", 422: "Invalid request", 429: "Rate limited",
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    204: "No Content",
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    409: "Conflict",
+    413: "Payload too large",
+    422: "Invalid request",
+    429: "Rate limited",
 }
 
 
@@ -72,8 +81,12 @@ def openapi(endpoints: list[Endpoint], title: str, version: str) -> dict[str, An
         path, names = _openapi_path(ep.path)
         op: dict[str, Any] = {"summary": ep.summary, "operationId": ep.handler.__name__}
         params = [
-            {"name": n, "in": "path", "required": True,
-             "schema": {"type": "string", "minLength": 1, "pattern": "^[^/]+$"}}
+            {
+                "name": n,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "minLength": 1, "pattern": "^[^/]+$"},
+            }
             for n in names
         ]
         params += [
@@ -84,7 +97,10 @@ def openapi(endpoints: list[Endpoint], title: str, version: str) -> dict[str, An
             op["parameters"] = params
         if ep.body is not None:
             schema = ep.body if isinstance(ep.body, dict) else ref(ep.body)
-            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": schema}},
+            }
         responses: dict[str, Any] = {}
         for status, model in ep.responses.items():
             entry: dict[str, Any] = {"description": _STATUS_TEXT.get(status, "OK")}

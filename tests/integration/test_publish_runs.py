@@ -25,10 +25,14 @@ def test_all_four_phases_with_a_cycle_a_multiple_clearing_and_an_edit(lib: Harne
     old = lib.main("books/old-man.json")
     assert old is not None
     lib.write("books/old-man.json", {**old, "title": "Old Man (revised)"})
-    lib.write("books/war-and-peace.json",
-              {"title": "War and Peace", "slug": "war-and-peace", "author": "@/authors/tolstoy.json"})
-    lib.write("authors/tolstoy.json",
-              {"name": "Tolstoy", "slug": "tolstoy", "favourite_book": "@/books/war-and-peace.json"})
+    lib.write(
+        "books/war-and-peace.json",
+        {"title": "War and Peace", "slug": "war-and-peace", "author": "@/authors/tolstoy.json"},
+    )
+    lib.write(
+        "authors/tolstoy.json",
+        {"name": "Tolstoy", "slug": "tolstoy", "favourite_book": "@/books/war-and-peace.json"},
+    )
     lib.delete("books/dalloway.json")
 
     pipeline = lib.plan_and_run()
@@ -41,7 +45,10 @@ def test_all_four_phases_with_a_cycle_a_multiple_clearing_and_an_edit(lib: Harne
     assert tolstoy["fieldData"]["favourite_book"] == war["id"]
     assert lib.item_by("books", "slug", "old-man")["fieldData"]["title"] == "Old Man (revised)"
     assert ids["dalloway"] not in {b["id"] for b in lib.items("books")}
-    assert lib.item_by("menus", "slug", "main")["fieldData"]["items"] == [ids["oldman"], ids["lighthouse"]]
+    assert lib.item_by("menus", "slug", "main")["fieldData"]["items"] == [
+        ids["oldman"],
+        ids["lighthouse"],
+    ]
     assert len(lib.items("books")) == 3 and len(lib.items("authors")) == 3
     # main mirrors the canonical records; the draft is empty; the lock is free
     assert lib.main("books/war-and-peace.json")["author"] == tolstoy["id"]  # type: ignore[index]
@@ -76,16 +83,23 @@ def test_deleting_a_record_referenced_by_unchanged_files_single_and_multiple(lib
     assert pipeline.phases == ["edit", "delete"]
     assert {a["id"] for a in lib.items("authors")} == {ids["hemingway"]}
     assert lib.item_by("books", "slug", "dalloway")["fieldData"]["author"] is None
-    assert lib.item_by("menus", "slug", "main")["fieldData"]["items"] == [ids["oldman"], ids["dalloway"]]
+    assert lib.item_by("menus", "slug", "main")["fieldData"]["items"] == [
+        ids["oldman"],
+        ids["dalloway"],
+    ]
 
 
 def test_a_rejected_entry_fails_alone_and_its_dependents_are_skipped(lib: Harness) -> None:
     lib.setup_library()
-    lib.write("authors/tolstoy.json",
-              {"name": "Tolstoy", "slug": "tolstoy", "favourite_book": "@/books/war-and-peace.json"})
+    lib.write(
+        "authors/tolstoy.json",
+        {"name": "Tolstoy", "slug": "tolstoy", "favourite_book": "@/books/war-and-peace.json"},
+    )
     # a resolved id to nothing: the sandbox answers 400 for this create
-    lib.write("books/war-and-peace.json", {"title": "War and Peace", "slug": "war-and-peace",
-                                           "author": "no-such-author"})
+    lib.write(
+        "books/war-and-peace.json",
+        {"title": "War and Peace", "slug": "war-and-peace", "author": "no-such-author"},
+    )
     lib.write("books/anna.json", {"title": "Anna Karenina", "slug": "anna"})
 
     pipeline = lib.plan_and_run()
@@ -96,7 +110,9 @@ def test_a_rejected_entry_fails_alone_and_its_dependents_are_skipped(lib: Harnes
     assert entries[("create", "books/anna.json")]["status"] == "published"
     assert entries[("create", "authors/tolstoy.json")]["status"] == "published"
     assert entries[("backfill", "authors/tolstoy.json")]["status"] == "skipped"
-    assert "create:books/war-and-peace.json" in entries[("backfill", "authors/tolstoy.json")]["error"]
+    assert (
+        "create:books/war-and-peace.json" in entries[("backfill", "authors/tolstoy.json")]["error"]
+    )
     changes = {c["path"]: c["change"] for c in lib.app.draft_changes("lib", "alice")["changes"]}
     # the failure stays; tolstoy exists now but its pointer was not restored: still to publish
     assert changes == {"books/war-and-peace.json": "added", "authors/tolstoy.json": "modified"}
@@ -195,8 +211,10 @@ def test_lost_responses_and_429s_complete_without_duplicates(
         for n in range(30):
             lib.write(f"authors/f{n}.json", {"name": f"F{n}", "slug": f"f{n}"})
         for n in range(10):
-            lib.write(f"books/g{n}.json", {"title": f"G{n}", "slug": f"g{n}",
-                                          "author": f"@/authors/f{n}.json"})
+            lib.write(
+                f"books/g{n}.json",
+                {"title": f"G{n}", "slug": f"g{n}", "author": f"@/authors/f{n}.json"},
+            )
         lib.set_faults(lost_response_rate=0.10, rate_limit_429_rate=0.05, retry_after_s=0, seed=7)
 
         pipeline = lib.plan_and_run()

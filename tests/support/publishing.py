@@ -29,10 +29,15 @@ LIBRARY_COLLECTIONS: dict[str, Any] = {
     "menus": {"items": {"target": "books", "multiple": True}},
 }
 LIBRARY_SCHEMAS: dict[str, Any] = {
-    "authors": {"fields": [{"name": "favourite_book", "reference": True, "referenceTarget": "books"}]},
+    "authors": {
+        "fields": [{"name": "favourite_book", "reference": True, "referenceTarget": "books"}]
+    },
     "books": {"fields": [{"name": "author", "reference": True, "referenceTarget": "authors"}]},
-    "menus": {"fields": [{"name": "items", "reference": True, "referenceTarget": "books",
-                          "multiple": True}]},
+    "menus": {
+        "fields": [
+            {"name": "items", "reference": True, "referenceTarget": "books", "multiple": True}
+        ]
+    },
 }
 
 
@@ -61,7 +66,9 @@ class Harness:
         return found[0]
 
     def create_item(self, collection: str, field_data: dict[str, Any]) -> str:
-        item = self.sandbox("POST", f"/collections/{collection}/items", json={"fieldData": field_data})
+        item = self.sandbox(
+            "POST", f"/collections/{collection}/items", json={"fieldData": field_data}
+        )
         return str(item["id"])
 
     def set_faults(self, **faults: Any) -> None:
@@ -75,15 +82,24 @@ class Harness:
         hem = self.create_item("authors", {"name": "Hemingway", "slug": "hemingway"})
         woolf = self.create_item("authors", {"name": "Woolf", "slug": "woolf"})
         oldman = self.create_item("books", {"title": "Old Man", "slug": "old-man", "author": hem})
-        light = self.create_item("books", {"title": "Lighthouse", "slug": "lighthouse", "author": woolf})
-        dalloway = self.create_item("books", {"title": "Dalloway", "slug": "dalloway", "author": woolf})
+        light = self.create_item(
+            "books", {"title": "Lighthouse", "slug": "lighthouse", "author": woolf}
+        )
+        dalloway = self.create_item(
+            "books", {"title": "Dalloway", "slug": "dalloway", "author": woolf}
+        )
         self.create_item("menus", {"slug": "main", "items": [oldman, light, dalloway]})
         self.app.create_workspace(self.workspace, {"type": "sandbox", "base_url": self.sandbox_url})
         for folder, schema in LIBRARY_SCHEMAS.items():
             self.app.register_schema(self.workspace, folder, schema)
         self.pull()
-        return {"hemingway": hem, "woolf": woolf, "oldman": oldman, "lighthouse": light,
-                "dalloway": dalloway}
+        return {
+            "hemingway": hem,
+            "woolf": woolf,
+            "oldman": oldman,
+            "lighthouse": light,
+            "dalloway": dalloway,
+        }
 
     def pull(self) -> Any:
         pull = self.app.start_pull(self.workspace, None)
@@ -130,9 +146,7 @@ def harness(database: Database, schema: str, **faults: Any) -> Iterator[Harness]
     settings = Settings(database_url=database.conninfo, db_schema=schema, lease_seconds=5)
     runtime = Runtime.build(settings)
     stop = threading.Event()
-    projector = threading.Thread(
-        target=runtime.run_projections, args=(stop,), daemon=True
-    )
+    projector = threading.Thread(target=runtime.run_projections, args=(stop,), daemon=True)
     projector.start()
     try:
         with running_server(create_app(None)) as url:

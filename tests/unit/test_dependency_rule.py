@@ -17,10 +17,29 @@ ALLOWED_PROJECT = {
 }
 # Third-party packages a room may not touch even indirectly by name.
 FORBIDDEN_THIRD_PARTY = {
-    "domain": {"psycopg", "psycopg_pool", "starlette", "httpx", "pydantic", "uvicorn",
-               "sse_starlette", "pgserver", "prometheus_client", "rich"},
-    "application": {"psycopg", "psycopg_pool", "starlette", "httpx", "uvicorn", "sse_starlette",
-                    "pgserver", "prometheus_client", "rich"},
+    "domain": {
+        "psycopg",
+        "psycopg_pool",
+        "starlette",
+        "httpx",
+        "pydantic",
+        "uvicorn",
+        "sse_starlette",
+        "pgserver",
+        "prometheus_client",
+        "rich",
+    },
+    "application": {
+        "psycopg",
+        "psycopg_pool",
+        "starlette",
+        "httpx",
+        "uvicorn",
+        "sse_starlette",
+        "pgserver",
+        "prometheus_client",
+        "rich",
+    },
 }
 DOMAIN_EVENTSOURCING = {"eventsourcing.domain"}
 

@@ -172,7 +172,6 @@ class Service:
         return set()
 
     def run(self, result: Plan) -> None:
-        deletes = {e.path for e in result.entries if e.phase == "delete"}
         checked = False
         for entry in result.entries:
             op = entry.operation
