@@ -117,6 +117,14 @@ class PublishdApplication(Application[UUID]):
             raise AlreadyExists(f"workspace {workspace_id} already exists") from None
         return workspace
 
+    def change_connector(self, workspace_id: str, connector: JsonObject) -> None:
+        def command() -> int:
+            workspace = self.workspace(workspace_id)
+            workspace.change_connector(connector)
+            return self.save_all(workspace)
+
+        self._retrying(command)
+
     def register_schema(
         self, workspace_id: str, folder: str, data: Mapping[str, Any]
     ) -> JsonObject:

@@ -32,6 +32,16 @@ class Workspace(Aggregate):
         self.main_version = 0
         self.publishing: str | None = None
 
+    def change_connector(self, connector: JsonObject) -> None:
+        """Point the workspace at another address of its service (not while publishing)."""
+        self.ensure_not_publishing()
+        if connector != self.connector:
+            self._connector_changed(connector)
+
+    @event("ConnectorChanged")
+    def _connector_changed(self, connector: JsonObject) -> None:
+        self.connector = connector
+
     # --- schemas ---------------------------------------------------------
     def register_schema(self, schema: FolderSchema) -> None:
         self._schema_registered(schema.folder, schema.to_dict())

@@ -121,6 +121,12 @@ def load_sample(client: Client, sandbox_url: str) -> None:
     except ClientError as exc:
         if exc.status != 409:
             raise
+        # the workspace outlived an earlier sandbox: point it at this one
+        client.request(
+            "PUT",
+            f"/workspaces/{WORKSPACE}/connector",
+            json={"type": "sandbox", "base_url": sandbox_url},
+        )
     for folder, schema in sample_data.SCHEMAS.items():
         client.request("PUT", f"/workspaces/{WORKSPACE}/schemas/{folder}", json=schema)
     client.request("POST", f"/workspaces/{WORKSPACE}/pulls", params={"wait": "true"})
@@ -161,7 +167,7 @@ def run_demo(settings: Settings, *, local: bool) -> int:
 
 def _announce(console: Console, url: str, token: str, sandbox_url: str) -> None:
     draft = f"{url}/workspaces/{WORKSPACE}/drafts/{sample_data.DRAFT_USER}"
-    auth = f"-H 'Authorization: Bearer {token}'"
+    auth = '-H "Authorization: Bearer $TOKEN"'
     console.print(f"""
 [bold]publishd[/bold] is running at [cyan]{url}[/cyan] (sandbox CMS at {sandbox_url})
 admin token: [green]{token}[/green]
@@ -179,10 +185,12 @@ phases. Try:
 
 or with the CLI:
   .venv/bin/publishd publish {WORKSPACE} {sample_data.DRAFT_USER} --follow \\
-      --url {url} --token {token}
+      --url {url} --token $TOKEN
 
 Ctrl-C stops it; data stays in {Settings().data_dir}.
-""")
+""",
+        soft_wrap=True,
+    )
 
 
 def _tell_the_story(console: Console, client: Client) -> int:

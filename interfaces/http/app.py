@@ -40,6 +40,15 @@ def endpoints() -> list[Endpoint]:
         Endpoint("GET", ws, c.get_workspace, "A workspace", responses={200: m.WorkspaceInfo}),
         Endpoint(
             "PUT",
+            ws + "/connector",
+            c.put_connector,
+            "Point the workspace at another address of its service",
+            m.ConnectorConfig,
+            {200: m.WorkspaceCreated},
+            (409,),
+        ),
+        Endpoint(
+            "PUT",
             ws + "/schemas/{folder:path}",
             c.put_schema,
             "Register a folder schema",

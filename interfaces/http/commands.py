@@ -89,6 +89,16 @@ async def create_workspace(request: Request) -> Response:
     return reply(m.WorkspaceCreated(id=body.id, connector=connector), 201)
 
 
+async def put_connector(request: Request) -> Response:
+    s = services(request)
+    ws = path_param(request, "ws")
+    await s.guard(request, "admin", ws)
+    body = await parse(request, m.ConnectorConfig)
+    connector = body.model_dump(mode="json")
+    await run_in_threadpool(s.app.change_connector, ws, connector)
+    return reply(m.WorkspaceCreated(id=ws, connector=connector))
+
+
 async def get_workspace(request: Request) -> Response:
     s = services(request)
     ws = path_param(request, "ws")
