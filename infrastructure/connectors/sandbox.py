@@ -14,28 +14,21 @@ to choose between them honestly:
 - a 401/403 is fatal at once (retrying can't fix credentials); any other 4xx
   is this record's problem: ``EntryRejected`` with the service's body as details.
 
-Throughput: one httpx ``AsyncClient`` with many connections costs O(connections)
-per request (httpcore rescans its whole pool, with a ``poll`` per idle socket,
-on every request start and end: encode/httpx#3215), so 32 concurrent calls got
-~100 calls/s from a sandbox that serves ~1,900. Calls here go through *lanes*
-instead: ``concurrency`` lanes over small clients of ``connections_per_client``
-connections each, handed out first-free, so each pool stays tiny.
+Throughput: calls go through ``Http1Pool`` (one keep-alive connection per
+lane, ``concurrency`` lanes), not httpx, whose per-request CPU capped a
+connector at a fraction of what the sandbox serves; see ``http1``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import random
-import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
-
-import httpx
 
 from application.connector import (
     Connector,
@@ -44,6 +37,13 @@ from application.connector import (
     Record,
     RecordPage,
     TransientFailure,
+)
+from infrastructure.connectors.http1 import (
+    ConnectError,
+    ConnectTimeout,
+    Http1Pool,
+    Response,
+    TransportError,
 )
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -78,7 +78,7 @@ class TokenBucket:
 class _Attempt:
     """What one HTTP attempt came to: a response, or the transport error instead."""
 
-    def __init__(self, response: httpx.Response | None, error: httpx.TransportError | None):
+    def __init__(self, response: Response | None, error: TransportError | None):
         self.response = response
         self.error = error
 
@@ -86,66 +86,20 @@ class _Attempt:
     def retryable(self) -> bool:
         if self.response is None:
             return True
-        status = self.response.status_code
+        status = self.response.status
         return status == 429 or status >= 500
 
     @property
     def unavailable(self) -> bool:
         """No sign of a working service: connection failed, or a 503."""
         if self.response is None:
-            return isinstance(self.error, httpx.ConnectError | httpx.ConnectTimeout)
-        return self.response.status_code == 503
+            return isinstance(self.error, ConnectError | ConnectTimeout)
+        return self.response.status == 503
 
     def describe(self) -> str:
         if self.response is None:
             return f"{type(self.error).__name__}: {self.error}"
-        return f"HTTP {self.response.status_code}: {_message(self.response)}"
-
-
-class _Lanes:
-    """``concurrency`` lanes over small clients: a call waits for a free lane (FIFO).
-
-    A lane is a client with a connection to spare, so a call never queues
-    inside httpcore's pool, and the queue replaces the concurrency semaphore.
-    """
-
-    def __init__(self, clients: list[httpx.AsyncClient], lanes: int) -> None:
-        self.clients = clients
-        self._free: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
-        for lane in range(lanes):  # round-robin: no client gets more lanes than connections
-            self._free.put_nowait(clients[lane % len(clients)])
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any,
-        headers: dict[str, str] | None,
-        params: dict[str, Any] | None,
-    ) -> httpx.Response:
-        client = await self._free.get()
-        try:
-            return await client.request(method, path, json=json, headers=headers, params=params)
-        finally:
-            self._free.put_nowait(client)
-
-    async def aclose(self) -> None:
-        for client in self.clients:
-            await client.aclose()
-
-
-def _skip_sniffio_lookups() -> None:
-    """Make httpcore's per-request ``import sniffio`` fail fast when sniffio is absent.
-
-    httpcore tries ``import sniffio`` several times per request and falls back
-    to asyncio on ``ImportError``; a failed import is not cached, so each try
-    walks ``sys.path`` (a fifth of the client's CPU). ``None`` in ``sys.modules``
-    is Python's documented way to make an import fail at once; the outcome is
-    the same ``ImportError``. Nothing changes when sniffio is installed.
-    """
-    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
+        return f"HTTP {self.response.status}: {_message(self.response)}"
 
 
 class SandboxConnector(Connector):
@@ -157,7 +111,6 @@ class SandboxConnector(Connector):
         base_url: str,
         *,
         concurrency: int = 64,
-        connections_per_client: int = 2,
         max_retries: int = 5,
         backoff_base: float = 0.1,
         backoff_max: float = 10.0,
@@ -169,7 +122,6 @@ class SandboxConnector(Connector):
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._max_retries = max_retries
         self._backoff_base = backoff_base
@@ -184,29 +136,9 @@ class SandboxConnector(Connector):
         )
         self._successes = 0
         """Answered calls of this connector so far: a sign of life for the outage check."""
-        if concurrency < 1 or connections_per_client < 1:
-            raise ValueError("concurrency and connections_per_client must be at least 1")
-        _skip_sniffio_lookups()
         headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else {}
-        # An injected transport is one pool already: then one client carries every lane.
-        per_client = concurrency if transport is not None else connections_per_client
-        count = -(-concurrency // per_client)
-        limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
-        # httpx builds an SSL context per client (~50 ms); the clients share one.
-        tls = httpx.create_ssl_context()
-        clients = [
-            httpx.AsyncClient(
-                base_url=base_url,
-                headers=headers,
-                verify=tls,
-                # The lanes bound concurrency; a pool timeout would only fail queued calls.
-                timeout=httpx.Timeout(timeout, pool=None),
-                limits=limits,
-                transport=transport,
-            )
-            for _ in range(count)
-        ]
-        self._lanes = _Lanes(clients, concurrency)
+        # One connection per lane: the pool's lanes are the concurrency bound.
+        self._http = Http1Pool(base_url, size=concurrency, timeout=timeout, headers=headers)
 
     async def create(self, folder: str, fields: dict[str, Any], idempotency_key: str) -> Record:
         response = await self._call(
@@ -240,7 +172,7 @@ class SandboxConnector(Connector):
             raise TransientFailure(f"malformed page from the sandbox: {exc!r}") from exc
 
     async def aclose(self) -> None:
-        await self._lanes.aclose()
+        await self._http.aclose()
 
     async def _call(
         self,
@@ -250,7 +182,7 @@ class SandboxConnector(Connector):
         idempotency_key: str | None = None,
         *,
         params: dict[str, Any] | None = None,
-    ) -> httpx.Response:
+    ) -> Response:
         """One logical call: attempts until an answer is final or the budget is spent."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         successes_before = self._successes
@@ -263,7 +195,7 @@ class SandboxConnector(Connector):
             if attempt_no < self._max_retries:
                 await self._sleep(self._delay(attempt_no, attempt.response))
         message = f"{method} {path}: {attempt.describe()} after {self._max_retries + 1} attempts"
-        status = attempt.response.status_code if attempt.response is not None else None
+        status = attempt.response.status if attempt.response is not None else None
         if all_unavailable and self._successes == successes_before:
             raise FatalConnectorError(f"sandbox unavailable: {message}", status=status)
         raise TransientFailure(message, status=status)
@@ -279,27 +211,27 @@ class SandboxConnector(Connector):
         if self._bucket is not None:
             await self._bucket.acquire()
         try:
-            response = await self._lanes.request(
+            response = await self._http.request(
                 method, path, json=body, headers=headers, params=params
             )
-        except httpx.TransportError as exc:
+        except TransportError as exc:
             return _Attempt(None, exc)
         return _Attempt(response, None)
 
-    def _final(self, attempt: _Attempt) -> httpx.Response:
+    def _final(self, attempt: _Attempt) -> Response:
         response = attempt.response
         assert response is not None  # only a response can be non-retryable
         self._successes += 1
-        status = response.status_code
+        status = response.status
         if status < 400:
             return response
         details = _details(response)
-        message = f"{response.request.method} {response.request.url.path}: {_message(response)}"
+        message = f"{response.method} {response.path}: {_message(response)}"
         if status in (401, 403):
             raise FatalConnectorError(f"auth rejected: {message}", status=status, details=details)
         raise EntryRejected(message, status=status, details=details)
 
-    def _delay(self, attempt_no: int, response: httpx.Response | None) -> float:
+    def _delay(self, attempt_no: int, response: Response | None) -> float:
         """Full jitter over the exponential step, but never sooner than ``Retry-After``."""
         step = min(self._backoff_max, self._backoff_base * 2.0**attempt_no)
         delay = self._jitter() * step
@@ -320,27 +252,27 @@ def _record(item: Any) -> Record:
     return Record(item["id"], dict(item.get("fieldData") or {}), computed)
 
 
-def _json(response: httpx.Response) -> Any:
+def _json(response: Response) -> Any:
     try:
         return response.json()
     except ValueError as exc:
         raise TransientFailure(f"non-JSON answer from the sandbox: {exc}") from exc
 
 
-def _details(response: httpx.Response) -> Any:
+def _details(response: Response) -> Any:
     try:
         return response.json()
     except ValueError:
         return response.text or None
 
 
-def _message(response: httpx.Response) -> str:
+def _message(response: Response) -> str:
     details = _details(response)
     message = details.get("message") if isinstance(details, dict) else None
-    return message if isinstance(message, str) else str(details or response.reason_phrase)
+    return message if isinstance(message, str) else str(details or response.reason)
 
 
-def _retry_after(response: httpx.Response | None) -> float | None:
+def _retry_after(response: Response | None) -> float | None:
     """Seconds from a ``Retry-After`` header: delay-seconds or an HTTP date."""
     raw = response.headers.get("retry-after") if response is not None else None
     if not raw:

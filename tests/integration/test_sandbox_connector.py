@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -150,22 +150,134 @@ class InFlight:
             self.now -= 1
 
 
-@pytest.mark.parametrize(("concurrency", "per_client"), [(5, 2), (6, 1), (4, 8)])
-async def test_concurrency_bound_holds_across_the_client_pool(
-    concurrency: int, per_client: int
-) -> None:
-    """Lanes over several small clients: never more than ``concurrency`` calls or sockets."""
+@pytest.mark.parametrize("concurrency", [1, 5])
+async def test_concurrency_bound_and_keep_alive(concurrency: int) -> None:
+    """Never more than ``concurrency`` calls at once, over that many reused connections."""
     counter = InFlight(create_app(SEED, FaultConfig(latency_ms=20)))
     with running_server(counter) as url:
-        options = {"concurrency": concurrency, "connections_per_client": per_client}
-        async with connector(url, **options) as c:
+        async with connector(url, concurrency=concurrency) as c:
             records = await asyncio.gather(
                 *(c.create("authors", {"n": n}, f"k{n}") for n in range(4 * concurrency))
             )
             await asyncio.gather(*(c.list_page("authors", 0, 1) for _ in range(2 * concurrency)))
     assert len({r.id for r in records}) == 4 * concurrency
     assert counter.peak == concurrency
-    assert len(counter.sockets) == concurrency  # kept alive and reused, one per lane
+    assert len(counter.sockets) == concurrency
+
+
+# -- the HTTP/1.1 client under the connector --------------------------------------------
+
+
+Answer = Callable[[bytes], Awaitable[bytes | None]]
+
+
+@contextlib.asynccontextmanager
+async def raw_server(answer: Answer, *, close_after: bool = False) -> AsyncIterator[Any]:
+    """A bare TCP server: ``answer`` maps each request head to the bytes sent back.
+
+    ``close_after`` closes the connection after every answer without saying
+    so (no ``Connection: close``), like a server dropping an idle keep-alive;
+    an HTTP/1.0 answer without a length is ended by closing, as HTTP says.
+    """
+    connections: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(_header_value(head, b"content-length") or 0)
+                await reader.readexactly(length)
+                reply = await answer(head)
+                if reply is None:
+                    return
+                writer.write(reply)
+                await writer.drain()
+                if close_after or reply.startswith(b"HTTP/1.0"):
+                    return
+        except (asyncio.IncompleteReadError, asyncio.CancelledError):
+            return
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield type("Raw", (), {"url": f"http://127.0.0.1:{port}", "connections": connections})()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def _header_value(head: bytes, name: bytes) -> bytes | None:
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip()
+    return None
+
+
+PAGE = b'{"items": [], "total": 0}'
+
+
+async def fixed(head: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(PAGE), PAGE)
+
+
+async def test_a_connection_the_server_dropped_is_replaced_not_failed() -> None:
+    async with raw_server(fixed, close_after=True) as raw, connector(
+        raw.url, concurrency=1, max_retries=0
+    ) as c:
+        for _ in range(3):
+            assert (await c.list_page("authors", 0, 1)).total == 0
+    assert len(raw.connections) == 3
+
+
+async def test_chunked_and_read_to_close_bodies() -> None:
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunked += b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (PAGE[:5], PAGE[5:]))
+    chunked += b"0\r\n\r\n"
+    until_close = b"HTTP/1.0 200 OK\r\n\r\n" + PAGE
+    replies = iter([chunked, chunked, until_close, chunked])
+
+    async def answer(head: bytes) -> bytes:
+        return next(replies)
+
+    async with raw_server(answer) as raw, connector(raw.url, concurrency=1, max_retries=0) as c:
+        for _ in range(4):
+            assert (await c.list_page("authors", 0, 1)).total == 0
+    assert len(raw.connections) == 2  # kept alive through the chunked ones, not after close
+
+
+async def test_a_silent_server_is_a_timeout_then_transient() -> None:
+    never = asyncio.Event()
+
+    async def hang(head: bytes) -> bytes | None:
+        await never.wait()
+        return None
+
+    async with raw_server(hang) as raw, connector(
+        raw.url, concurrency=2, max_retries=1, timeout=0.2
+    ) as c:
+        with pytest.raises(TransientFailure, match="ReadTimeout"):
+            await c.list_page("authors", 0, 1)
+    assert len(raw.connections) == 2  # a timed-out connection is never reused
+
+
+async def test_a_garbled_answer_is_transient() -> None:
+    async def garbage(head: bytes) -> bytes:
+        return b"SMTP ready\r\n\r\n"
+
+    async with raw_server(garbage) as raw, connector(raw.url, max_retries=1) as c:
+        with pytest.raises(TransientFailure, match="RemoteProtocolError"):
+            await c.create("authors", {}, "k")
+
+
+async def test_header_values_cannot_smuggle_headers(sandbox: Admin) -> None:
+    async with connector(sandbox.url) as c:
+        with pytest.raises(ValueError):
+            await c.create("authors", {}, "k\r\nX-Evil: 1")
+    assert sandbox.stats().get("requests", 0) == 0
 
 
 # -- retries ------------------------------------------------------------------------------
