@@ -1,5 +1,8 @@
 """The PublishPipeline aggregate: one plan and its execution, as a state machine.
 
+Timings (created, started, finished) are the events' own timestamps, kept by
+the status projection; the aggregate keeps only what its decisions need.
+
 Public commands decide (check the transition table, raise a named error) and
 then record; the ``@event`` apply-methods only change state, because they
 re-run on every replay.
@@ -83,8 +86,6 @@ class PublishPipeline(Aggregate):
         self.cancel_requested = False
         self.error: str | None = None
         self.last_main_version = main_version
-        self.started_at: str | None = None
-        self.finished_at: str | None = None
         self.completed_phases: list[str] = []
         self.attempt = 0
         """Number of retries: part of each call's idempotency key, so a retried call is new."""
@@ -150,7 +151,6 @@ class PublishPipeline(Aggregate):
     def _run_requested(self, resumed: bool) -> None:
         self.state = RUNNING
         self.error = None
-        self.finished_at = None
         self.lease_owner = None
         self.lease_expires_at = None
 
@@ -177,7 +177,6 @@ class PublishPipeline(Aggregate):
         self.state = RUNNING
         self.error = None
         self.cancel_requested = False
-        self.finished_at = None
         self.lease_owner = None
         self.lease_expires_at = None
         self.attempt += 1
@@ -190,7 +189,6 @@ class PublishPipeline(Aggregate):
     def _stale(self, reason: str) -> None:
         self.state = STALE
         self.error = reason
-        self.finished_at = _iso(self.modified_on)
 
     def request_cancel(self) -> None:
         self._require("cancel")
@@ -224,8 +222,6 @@ class PublishPipeline(Aggregate):
     def _lease_acquired(self, worker: str, expires_at: str, previous: str | None) -> None:
         self.lease_owner = worker
         self.lease_expires_at = expires_at
-        if self.started_at is None:
-            self.started_at = _iso(self.modified_on)
 
     @event("LeaseRenewed")
     def _lease_renewed(self, worker: str, expires_at: str) -> None:
@@ -353,7 +349,6 @@ class PublishPipeline(Aggregate):
         self.lease_owner = None
         self.lease_expires_at = None
         self.cancel_requested = False
-        self.finished_at = _iso(self.modified_on)
 
     # --- queries ------------------------------------------------------------
     def _open_entry(self, key: str) -> JsonObject:

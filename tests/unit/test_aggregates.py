@@ -1,0 +1,243 @@
+"""The aggregates' state machines: every legal transition works, every illegal one raises."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from domain.draft import Draft
+from domain.errors import IllegalTransition, LeaseLost, NotFound, PublishInProgress
+from domain.pipeline import (
+    CANCELLED,
+    COMPLETED,
+    COMPLETED_WITH_ERRORS,
+    FAILED,
+    PLANNED,
+    RUNNING,
+    STALE,
+    TRANSITIONS,
+    PublishPipeline,
+)
+from domain.plan import PlanEntry
+from domain.pull import Pull
+from domain.schema import FolderSchema
+from domain.workspace import Workspace
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+LEASE = timedelta(seconds=30)
+W = "worker-1"
+EDIT = PlanEntry(
+    "books/a.json",
+    "edit",
+    {"type": "update", "folder": "books", "record_id": "r1", "fields": {"t": 1}},
+)
+CREATE = PlanEntry("books/b.json", "create", {"type": "create", "folder": "books", "fields": {}})
+BACKFILL = PlanEntry(
+    "books/b.json",
+    "backfill",
+    {"type": "update", "folder": "books", "record_id": None, "fields": {}},
+    depends_on=("create:books/b.json",),
+)
+
+
+def planned() -> PublishPipeline:
+    pipeline = PublishPipeline(
+        pipeline_id=str(uuid.uuid4()),
+        workspace_id="ws",
+        user="u",
+        main_version=1,
+        draft_version=1,
+        phases=[
+            {"phase": "edit", "entries": 1},
+            {"phase": "create", "entries": 1},
+            {"phase": "backfill", "entries": 1},
+        ],
+    )
+    pipeline.plan_entries([EDIT, CREATE, BACKFILL])
+    return pipeline
+
+
+def running() -> PublishPipeline:
+    pipeline = planned()
+    pipeline.request_run()
+    pipeline.claim(W, NOW, LEASE)
+    return pipeline
+
+
+def finish_all(pipeline: PublishPipeline, *, fail_create: bool = False) -> PublishPipeline:
+    for phase, entry in (("edit", EDIT), ("create", CREATE), ("backfill", BACKFILL)):
+        pipeline.start_phase(W, phase)
+        pipeline.dispatch(W, entry.key, f"key-{entry.key}")
+        if fail_create and phase == "create":
+            pipeline.fail_entry(W, entry.key, "400: bad")
+        elif fail_create and phase == "backfill":
+            pipeline.skip_entry(W, entry.key, "depends on create:books/b.json, which failed")
+        else:
+            pipeline.publish_entry(W, entry.key, "r1" if phase != "create" else "r2", {}, 2)
+        pipeline.complete_phase(W, phase)
+    pipeline.finish(W)
+    return pipeline
+
+
+def failed() -> PublishPipeline:
+    pipeline = running()
+    pipeline.fail(W, "service unreachable")
+    return pipeline
+
+
+def cancelled() -> PublishPipeline:
+    pipeline = planned()
+    pipeline.request_cancel()
+    return pipeline
+
+
+def stale() -> PublishPipeline:
+    pipeline = planned()
+    pipeline.mark_stale("main moved")
+    return pipeline
+
+
+STATES: dict[str, Callable[[], PublishPipeline]] = {
+    PLANNED: planned,
+    RUNNING: running,
+    COMPLETED: lambda: finish_all(running()),
+    COMPLETED_WITH_ERRORS: lambda: finish_all(running(), fail_create=True),
+    FAILED: failed,
+    CANCELLED: cancelled,
+    STALE: stale,
+}
+COMMANDS: dict[str, Callable[[PublishPipeline], None]] = {
+    "run": lambda p: p.request_run(),
+    "retry": lambda p: p.request_retry(),
+    "mark_stale": lambda p: p.mark_stale("moved"),
+    "cancel": lambda p: p.request_cancel(),
+    "claim": lambda p: p.claim("worker-2", NOW + 2 * LEASE, LEASE),
+    "work": lambda p: p.start_phase(W, "edit"),
+}
+EXPECTED_STATE = {"run": RUNNING, "retry": RUNNING, "mark_stale": STALE}
+
+
+def test_the_fixtures_reach_the_states_they_name() -> None:
+    assert {name: make().state for name, make in STATES.items()} == {s: s for s in STATES}
+
+
+@pytest.mark.parametrize("state", sorted(STATES))
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_in_every_state(command: str, state: str) -> None:
+    pipeline = STATES[state]()
+    if state in TRANSITIONS[command]:
+        COMMANDS[command](pipeline)
+        if command in EXPECTED_STATE:
+            assert pipeline.state == EXPECTED_STATE[command]
+        if command == "cancel":
+            assert pipeline.state == CANCELLED if state == PLANNED else pipeline.cancel_requested
+        if command == "claim":
+            assert pipeline.lease_owner == "worker-2"
+    else:
+        with pytest.raises(IllegalTransition):
+            COMMANDS[command](pipeline)
+        assert pipeline.state == state
+
+
+def test_a_live_lease_refuses_another_worker_and_fences_recording() -> None:
+    pipeline = running()
+    with pytest.raises(LeaseLost):
+        pipeline.claim("worker-2", NOW + LEASE / 2, LEASE)
+    pipeline.claim("worker-2", NOW + 2 * LEASE, LEASE)
+    with pytest.raises(LeaseLost):
+        pipeline.start_phase(W, "edit")
+
+
+def test_entries_close_once_and_phases_complete_only_when_closed() -> None:
+    pipeline = running()
+    pipeline.start_phase(W, "edit")
+    with pytest.raises(IllegalTransition):
+        pipeline.complete_phase(W, "edit")
+    pipeline.dispatch(W, EDIT.key, "k")
+    pipeline.publish_entry(W, EDIT.key, "r1", {"id": "r1"}, 2)
+    with pytest.raises(IllegalTransition):
+        pipeline.fail_entry(W, EDIT.key, "late")
+    pipeline.complete_phase(W, "edit")
+    assert pipeline.completed_phases == ["edit"]
+    with pytest.raises(IllegalTransition):
+        pipeline.finish(W)
+
+
+def test_retry_reopens_failed_and_skipped_entries_with_a_new_attempt() -> None:
+    pipeline = finish_all(running(), fail_create=True)
+    assert pipeline.published_paths() == ["books/a.json"]
+    pipeline.request_retry()
+    assert pipeline.state == RUNNING and pipeline.attempt == 1
+    assert pipeline.phase_counts("create")["planned"] == 1
+    assert "create" not in pipeline.completed_phases
+
+
+def test_replaying_the_events_rebuilds_the_same_state() -> None:
+    pipeline = finish_all(running(), fail_create=True)
+    events = pipeline.collect_events()
+    copy = None
+    for domain_event in events:
+        copy = domain_event.mutate(copy)
+    assert isinstance(copy, PublishPipeline)
+    assert copy.state == pipeline.state and copy.entries == pipeline.entries
+
+
+# --- workspace, draft, pull -----------------------------------------------------------
+
+
+def test_the_workspace_lock_admits_one_pipeline() -> None:
+    workspace = Workspace(workspace_id="ws", connector={"type": "sandbox"})
+    workspace.acquire_publish_lock("p1")
+    workspace.acquire_publish_lock("p1")  # idempotent for the holder
+    with pytest.raises(PublishInProgress):
+        workspace.acquire_publish_lock("p2")
+    with pytest.raises(PublishInProgress):
+        workspace.change_connector({"type": "sandbox", "base_url": "http://x"})
+    workspace.release_publish_lock("p2")  # not the holder: nothing happens
+    assert workspace.publishing == "p1"
+    workspace.release_publish_lock("p1")
+    workspace.acquire_publish_lock("p2")
+    assert workspace.publishing == "p2"
+
+
+def test_main_changes_move_the_main_version_and_schemas_register() -> None:
+    workspace = Workspace(workspace_id="ws", connector={"type": "sandbox"})
+    workspace.register_schema(FolderSchema("books"))
+    assert workspace.change_main("pull:x", []) == 0
+    assert (
+        workspace.change_main("pull:x", [{"path": "books/a.json", "content": {}, "record_id": "r"}])
+        == 1
+    )
+    assert workspace.schema("books") == FolderSchema.from_dict(
+        "books", FolderSchema("books").to_dict()
+    )
+
+
+def test_draft_changes_deletes_reverts_and_rebase() -> None:
+    draft = Draft(workspace_id="ws", user="u")
+    draft.write_file("books/a.json", {"t": 1})
+    draft.write_file("books/a.json", {"t": 1})  # same content: no event
+    assert draft.version == 2
+    draft.delete_file("books/main.json", on_main=True)
+    draft.delete_file("books/a.json", on_main=False)  # an added file is dropped
+    with pytest.raises(NotFound):
+        draft.delete_file("books/nowhere.json", on_main=False)
+    assert draft.changes == {"books/main.json": None}
+    draft.write_file("books/c.json", {"t": 3})
+    draft.rebase("p1", ["books/main.json", "books/other.json"])
+    assert draft.changes == {"books/c.json": {"t": 3}}
+    draft.discard()
+    assert draft.changes == {}
+
+
+def test_a_pull_counts_pages_and_ends_once() -> None:
+    pull = Pull(pull_id=str(uuid.uuid4()), workspace_id="ws", folders=["books"])
+    pull.record_page("books", 0, {"created": 2, "unchanged": 1})
+    pull.record_page("books", 1, {"deleted": 1})
+    pull.complete()
+    assert pull.counts == {"created": 2, "updated": 0, "unchanged": 1, "deleted": 1}
+    with pytest.raises(IllegalTransition):
+        pull.fail("late")
