@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from interfaces.http import commands as c
 from interfaces.http import models as m
-from interfaces.http.errors import error_response, install_error_handlers
+from interfaces.http.errors import ApiError, error_response, install_error_handlers
 from interfaces.http.registry import Endpoint, Query, openapi
 from interfaces.services import Services
 
@@ -225,23 +225,23 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    raise _TooLarge(self.max_bytes)
             return message
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._too_large(scope, receive, send)
+        # Raised inside the handler's ``request.body()``: the app's error table answers it
+        # (catching it out here would start a second response after the app's 500).
+        await self.app(scope, limited, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(
-            "payload_too_large", f"the request body is larger than {self.max_bytes} bytes"
-        )
+        response = error_response("payload_too_large", _TooLarge(self.max_bytes).message)
         await response(scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(ApiError):
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(
+            "payload_too_large", f"the request body is larger than {max_bytes} bytes"
+        )
 
 
 def create_app(
