@@ -202,6 +202,73 @@ def endpoints() -> list[Endpoint]:
     ]
 
 
+async def _routed_elsewhere(request: Request) -> Response:
+    raise AssertionError("documentation only: the real route is built elsewhere")
+
+
+def documented_elsewhere(*, metrics: bool) -> list[Endpoint]:
+    """Routes built outside the table above (streams, tickets, metrics, the document itself).
+
+    They are described here so that ``/openapi.json`` covers all of API.md; only
+    their OpenAPI entries come from these declarations, never their routes.
+    """
+    resume = (
+        Query("after", {"type": "integer", "minimum": 0}),
+        Query("ticket", {"type": "string"}),
+    )
+    follow = Query("follow", {"type": "boolean"})
+    streams = ("text/event-stream", "application/x-ndjson")
+
+    def stream(path: str, summary: str, operation: str, *query: Query) -> Endpoint:
+        return Endpoint(
+            "GET",
+            path,
+            _routed_elsewhere,
+            summary,
+            responses={200: None},
+            query=(*resume, *query),
+            media_types=streams,
+            operation_id=operation,
+        )
+
+    found = [
+        stream("/pipelines/{pipeline_id}/events", "A pipeline's events", "pipeline_events"),
+        stream("/workspaces/{ws}/events", "A workspace's events", "workspace_events", follow),
+        stream("/events", "Every event (admin)", "global_events", follow),
+        Endpoint(
+            "POST",
+            "/stream-tickets",
+            _routed_elsewhere,
+            "A short-lived single-use ticket for ?ticket= on streams",
+            responses={201: m.StreamTicket},
+            operation_id="create_stream_ticket",
+        ),
+        Endpoint(
+            "GET",
+            "/openapi.json",
+            _routed_elsewhere,
+            "This document",
+            responses={200: None},
+            auth=False,
+            media_types=("application/json",),
+            operation_id="openapi_document",
+        ),
+    ]
+    if metrics:
+        found.append(
+            Endpoint(
+                "GET",
+                "/metrics",
+                _routed_elsewhere,
+                "Prometheus metrics (admin)",
+                responses={200: None},
+                media_types=("text/plain",),
+                operation_id="metrics",
+            )
+        )
+    return found
+
+
 class BodyLimit:
     """413 for bodies over the limit, checked on Content-Length and while streaming."""
 
@@ -239,9 +306,7 @@ class BodyLimit:
 
 class _TooLarge(ApiError):
     def __init__(self, max_bytes: int) -> None:
-        super().__init__(
-            "payload_too_large", f"the request body is larger than {max_bytes} bytes"
-        )
+        super().__init__("payload_too_large", f"the request body is larger than {max_bytes} bytes")
 
 
 def create_app(
@@ -253,7 +318,9 @@ def create_app(
     max_request_bytes: int = 5 * 1024 * 1024,
 ) -> ASGIApp:
     table = endpoints()
-    document = openapi(table, "publishd", "0.1.0")
+    document = openapi(
+        [*table, *documented_elsewhere(metrics=metrics is not None)], "publishd", "0.1.0"
+    )
 
     async def openapi_json(_: Request) -> Response:
         return JSONResponse(document)

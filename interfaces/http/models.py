@@ -182,6 +182,11 @@ class ReferenceList(Response):
     references: list[ReferenceRow]
 
 
+class StreamTicket(Response):
+    ticket: str
+    expires_at: str
+
+
 class Health(Response):
     status: Literal["ok"]
 

@@ -55,6 +55,9 @@ class Endpoint:
     query: tuple[Query, ...] = ()
     auth: bool = True
     content_type: str = "application/json"
+    media_types: tuple[str, ...] = ()
+    """Success bodies that are not JSON models (streams, metrics): each one a string."""
+    operation_id: str | None = None
 
     def route(self) -> Route:
         return Route(self.path, self.handler, methods=[self.method])
@@ -79,7 +82,10 @@ def openapi(endpoints: list[Endpoint], title: str, version: str) -> dict[str, An
     paths: dict[str, Any] = {}
     for ep in endpoints:
         path, names = _openapi_path(ep.path)
-        op: dict[str, Any] = {"summary": ep.summary, "operationId": ep.handler.__name__}
+        op: dict[str, Any] = {
+            "summary": ep.summary,
+            "operationId": ep.operation_id or ep.handler.__name__,
+        }
         params = [
             {
                 "name": n,
@@ -106,6 +112,8 @@ def openapi(endpoints: list[Endpoint], title: str, version: str) -> dict[str, An
             entry: dict[str, Any] = {"description": _STATUS_TEXT.get(status, "OK")}
             if model is not None:
                 entry["content"] = {ep.content_type: {"schema": ref(model)}}
+            elif ep.media_types and status < 300:
+                entry["content"] = {t: {"schema": {"type": "string"}} for t in ep.media_types}
             responses[str(status)] = entry
         error_ref = ref(ErrorBody)
         statuses = set(ep.errors) | ({401, 403, 404} if ep.auth else set())
