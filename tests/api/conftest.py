@@ -1,0 +1,24 @@
+"""Fixtures of the HTTP command tests: see ``tests/api/api_support.py``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from infrastructure.postgres.database import Database
+from tests.api.api_support import Publishd, Sandbox, serve_publishd, serve_sandbox
+
+
+@pytest.fixture(scope="session")
+def api(database: Database) -> Iterator[Publishd]:
+    """One live publishd for the session; give each test its own workspace id."""
+    with serve_publishd(database) as served:
+        yield served
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    """A fresh sandbox CMS for one test (its collections are global to it)."""
+    with serve_sandbox() as served:
+        yield served
