@@ -9,19 +9,31 @@ afterwards, so tests never see each other's tables.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from infrastructure.postgres.database import Database, resolve
+from infrastructure.postgres.database import Database, embedded, from_url, stop_embedded
 
 
 @pytest.fixture(scope="session")
-def database(tmp_path_factory: pytest.TempPathFactory) -> Database:
+def database() -> Iterator[Database]:
     url = os.environ.get("PUBLISHD_DATABASE_URL")
-    data_dir = tmp_path_factory.mktemp("publishd-data")
-    return resolve(url, data_dir)
+    if url:
+        yield from_url(url)
+        return
+    # Not under pytest's tmp tree: pytest makes that 0700 whenever a session starts,
+    # and the embedded server runs as an unprivileged user who must traverse the path.
+    data_dir = Path(tempfile.mkdtemp(prefix="publishd-tests-"))
+    try:
+        yield embedded(data_dir)
+    finally:
+        stop_embedded()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -80,5 +80,11 @@ def embedded(data_dir: Path) -> Database:
 _keep_alive: list[Any] = []
 
 
+def stop_embedded() -> None:
+    """Stop the embedded servers this process started (they also stop at exit)."""
+    while _keep_alive:
+        _keep_alive.pop().cleanup()
+
+
 def resolve(database_url: str | None, data_dir: Path) -> Database:
     return from_url(database_url) if database_url else embedded(data_dir)
