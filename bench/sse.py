@@ -25,6 +25,7 @@ process. Everything runs in a throwaway schema, dropped at the end.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import statistics
@@ -44,7 +45,7 @@ from bench.common import database_from_env, print_result, temporary_schema
 from bench.sse_client import Received, stream
 from domain.pipeline import PublishPipeline
 from domain.plan import PlanEntry
-from infrastructure.postgres.database import Database
+from infrastructure.postgres.database import Database, from_url
 from infrastructure.postgres.tokens import TokenStore
 
 REPLAY_EVENTS = int(os.environ.get("BENCH_REPLAY_EVENTS", "100000"))
@@ -182,6 +183,7 @@ def measure_replay(database: Database, store: PublishdApplication, server: Serve
 
 
 def run_writer(target: Callable[[], None]) -> threading.Thread:
+    """The live measurement's writer: one thread, one event per commit."""
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     return thread
@@ -235,28 +237,37 @@ def notify_baseline(database: Database, rounds: int = 300) -> dict[str, float]:
             "notify_p99_ms": percentile(latencies, 99)}
 
 
-def measure_fanout(store: PublishdApplication, server: Server, token: str) -> dict[str, float]:
-    pipelines = [running(store, f"ws{i % 5}") for i in range(FANOUT_PIPELINES)]
-    committed: dict[tuple[UUID, int], float] = {}
-    streams: list[list[Received]] = [[] for _ in range(FANOUT_PIPELINES * FANOUT_PER_PIPELINE)]
-    written = [0]
-    paced = [0.0]
+def write_fanout(conninfo: str, schema: str, rate: float, seconds: float, ids: list[str]) -> None:
+    """Run in its own process, so that writing and reading do not share one GIL.
 
-    def write() -> None:
-        interval = 1.0 / FANOUT_RATE
-        total = int(FANOUT_RATE * FANOUT_SECONDS)
-        start = time.perf_counter()
-        for n in range(total):
-            delay = start + n * interval - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            pipeline = pipelines[n % len(pipelines)]
-            at = renew(store, pipeline)
-            committed[(pipeline.id, pipeline.version)] = at
-            written[0] += 1
-        paced[0] = time.perf_counter() - start
-        for pipeline in pipelines:
-            finish(store, pipeline)
+    Prints one JSON document: each commit's (pipeline, version, wall time), and
+    each pipeline's final version.
+    """
+    store = PublishdApplication(env=from_url(conninfo).eventsourcing_env(schema))
+    pipelines: list[PublishPipeline] = [store.repository.get(UUID(i)) for i in ids]
+    committed: list[tuple[str, int, float]] = []
+    interval, total = 1.0 / rate, int(rate * seconds)
+    start = time.perf_counter()
+    for n in range(total):
+        delay = start + n * interval - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        pipeline = pipelines[n % len(pipelines)]
+        at = renew(store, pipeline)
+        committed.append((str(pipeline.id), pipeline.version, at))
+    paced = time.perf_counter() - start
+    for pipeline in pipelines:
+        finish(store, pipeline)  # closes every stream
+    final = {str(p.id): p.version for p in pipelines}
+    print(json.dumps({"committed": committed, "final": final, "paced_s": paced}))
+    store.close()
+
+
+def measure_fanout(database: Database, store: PublishdApplication, schema: str, server: Server,
+                   token: str) -> dict[str, float]:
+    pipelines = [running(store, f"ws{i % 5}") for i in range(FANOUT_PIPELINES)]
+    streams: list[list[Received]] = [[] for _ in range(FANOUT_PIPELINES * FANOUT_PER_PIPELINE)]
+    output: list[bytes] = []
 
     async def main() -> None:
         gate = asyncio.Semaphore(100)  # connect in waves, as clients would over a few seconds
@@ -274,24 +285,30 @@ def measure_fanout(store: PublishdApplication, server: Server, token: str) -> di
 
         readers = [asyncio.create_task(one(i)) for i in range(len(streams))]
         await _wait_for(lambda: all(len(s) >= 3 for s in streams), timeout=120)
-        writer = run_writer(write)
-        await asyncio.gather(*readers)
-        writer.join()
+        writer = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.sse", "--write-fanout", database.conninfo, schema,
+            str(FANOUT_RATE), str(FANOUT_SECONDS), *(str(p.id) for p in pipelines),
+            stdout=asyncio.subprocess.PIPE)
+        (out, _), _ = await asyncio.gather(writer.communicate(), asyncio.gather(*readers))
+        output.append(out)
 
     asyncio.run(main())
+    report = json.loads(output[0])
+    committed = {(pid, version): at for pid, version, at in report["committed"]}
     latencies: list[float] = []
     missed = 0
     for i, received in enumerate(streams):
-        pipeline = pipelines[i // FANOUT_PER_PIPELINE]
-        if [r.id for r in received] != list(range(1, pipeline.version + 1)):
+        pid = str(pipelines[i // FANOUT_PER_PIPELINE].id)
+        if [r.id for r in received] != list(range(1, report["final"][pid] + 1)):
             missed += 1
-        latencies += [(r.at - committed[(pipeline.id, r.id)]) * 1000
-                      for r in received if (pipeline.id, r.id) in committed]
-    return {"subscribers": len(streams), "fanout_events_written": written[0],
+        latencies += [(r.at - committed[(pid, r.id)]) * 1000
+                      for r in received if (pid, r.id) in committed]
+    written = len(committed)
+    return {"subscribers": len(streams), "fanout_events_written": written,
             "fanout_deliveries": len(latencies), "fanout_subscribers_missing_events": missed,
             "fanout_p50_ms": statistics.median(latencies),
             "fanout_p99_ms": percentile(latencies, 99), "fanout_max_ms": max(latencies),
-            "fanout_write_rate_per_s": written[0] / max(paced[0], 1e-9)}
+            "fanout_write_rate_per_s": written / report["paced_s"]}
 
 
 def main() -> None:
@@ -312,7 +329,7 @@ def main() -> None:
             figures |= measure_live(store, server, token)
             print(f"live: p50 {figures['live_p50_ms']:.1f} ms, p99 {figures['live_p99_ms']:.1f} ms",
                   flush=True)
-            figures |= measure_fanout(store, server, token)
+            figures |= measure_fanout(database, store, schema, server, token)
         finally:
             server.stop()
             tokens.close()
@@ -326,5 +343,8 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
         serve(int(sys.argv[2]), *sys.argv[3:6])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--write-fanout":
+        write_fanout(sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5]),
+                     sys.argv[6:])
     else:
         main()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from collections.abc import AsyncGenerator, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 from uuid import UUID
@@ -99,6 +99,7 @@ class EventFeed:
         self._reader: Conn | None = None
         self._closing = False
         self._dropped = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def for_recorder(cls, recorder: Any, conninfo: str, **options: Any) -> EventFeed:
@@ -114,6 +115,7 @@ class EventFeed:
     # --- life cycle -------------------------------------------------------
     async def start(self) -> None:
         """LISTEN first, then note the head: anything committed later is delivered live."""
+        self._loop = asyncio.get_running_loop()
         listener = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
         await listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
         self._reader = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
@@ -124,12 +126,32 @@ class EventFeed:
             asyncio.create_task(self._read_forever(), name="event-feed-read"),
         ]
 
-    async def aclose(self) -> None:
-        """End every subscription (streams then close) and release the connections."""
+    def end_streams(self) -> None:
+        """End every subscription now and refuse new ones; the streams then close.
+
+        Synchronous, and safe from any thread, so that a shutdown signal handler
+        can call it before the server waits for open connections: an endless
+        stream would otherwise hold the shutdown open.
+        """
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if self._loop is not None and running is not self._loop:
+            self._loop.call_soon_threadsafe(self._end_streams)
+        else:
+            self._end_streams()
+
+    def _end_streams(self) -> None:
         self._closing = True
         for subscribers in list(self._subscribers.values()):
             for subscription in list(subscribers):
                 subscription.end(SHUTDOWN)
+
+    async def aclose(self) -> None:
+        """End every subscription (streams then close) and release the connections."""
+        self._end_streams()
+        self._wake.set()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -187,17 +209,17 @@ class EventFeed:
 
     async def _listen(self, listener: Conn) -> None:
         delay = 0.1
-        while True:
+        while not self._closing:
             try:
                 async with listener:
                     self._note(None)  # catch up on whatever happened while not listening
                     async for notify in listener.notifies():
                         self._note(notify.payload)
-            except psycopg.OperationalError:
+            except psycopg.Error:
                 log.warning("event feed listener lost its connection; reconnecting")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
-            with contextlib.suppress(psycopg.OperationalError):
+            with contextlib.suppress(psycopg.Error):
                 listener = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
                 channel = sql.Identifier(self._channel)
                 await listener.execute(sql.SQL("LISTEN {}").format(channel))
@@ -213,9 +235,11 @@ class EventFeed:
             self._wake.set()
 
     async def _read_forever(self) -> None:
-        while True:
+        # checks _closing too: Python 3.11's wait_for can swallow a cancellation
+        while not self._closing:
             try:
-                await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
+                async with asyncio.timeout(self._poll_seconds):
+                    await self._wake.wait()
             except TimeoutError:
                 self._behind = True
             self._wake.clear()
@@ -297,7 +321,7 @@ class EventFeed:
 
     def replay_pipeline(
         self, pipeline_id: UUID, after_version: int, page_size: int | None = None
-    ) -> AsyncIterator[list[FeedEvent]]:
+    ) -> AsyncGenerator[list[FeedEvent], None]:
         """Pages of one aggregate's events after a version, to its current end."""
         return self._paged(
             self._q.of_originator, lambda after, n: (pipeline_id, after, n), 2, after_version,
@@ -306,13 +330,13 @@ class EventFeed:
 
     def replay_all(
         self, after: int, upto: int, page_size: int | None = None
-    ) -> AsyncIterator[list[FeedEvent]]:
+    ) -> AsyncGenerator[list[FeedEvent], None]:
         """Pages of every event with ``after < position <= upto``."""
         return self._paged(self._q.between, lambda a, n: (a, upto, n), 0, after, page_size)
 
     def replay_workspace(
         self, workspace: str, after: int, upto: int, page_size: int | None = None
-    ) -> AsyncIterator[list[FeedEvent]]:
+    ) -> AsyncGenerator[list[FeedEvent], None]:
         """Pages of a workspace's events with ``after < position <= upto``."""
         return self._paged(
             self._q.of_workspace, lambda a, n: (a, upto, workspace, n), 0, after, page_size
@@ -325,7 +349,7 @@ class EventFeed:
         key: int,
         after: int,
         page_size: int | None,
-    ) -> AsyncIterator[list[FeedEvent]]:
+    ) -> AsyncGenerator[list[FeedEvent], None]:
         """Keyset pages; the next page is read while the current one is being sent."""
         size = page_size or self._page_size
         upcoming: asyncio.Task[tuple[list[Row], list[FeedEvent]]] | None = (

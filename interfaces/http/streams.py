@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
+from functools import partial
 from uuid import UUID
 
 from sse_starlette import EventSourceResponse
@@ -62,9 +63,10 @@ def _follow(request: Request) -> bool:
 async def pipeline_events(feed: EventFeed, pipeline_id: UUID, after: int, head: Head) -> Batches:
     with feed.subscribe_pipeline(pipeline_id) as live:
         last, last_type = after, (head.type if head.version <= after else None)
-        async for page in feed.replay_pipeline(pipeline_id, after):
-            yield page
-            last, last_type = page[-1].version, page[-1].type
+        async with contextlib.aclosing(feed.replay_pipeline(pipeline_id, after)) as replay:
+            async for page in replay:
+                yield page
+                last, last_type = page[-1].version, page[-1].type
         if last_type in TERMINAL_PIPELINE_EVENTS:
             return  # a finished pipeline: nothing more will come (a retry is a new connection)
         while batch := await live.next_batch():
@@ -82,17 +84,22 @@ async def positioned_events(
     feed: EventFeed, workspace: str | None, after: int, follow: bool
 ) -> Batches:
     """A workspace's events (or all, for ``None``) in global order, ``id:`` = position."""
-    live = feed.subscribe_all() if workspace is None else feed.subscribe_workspace(workspace)
-    with live:
+    with contextlib.ExitStack() as stack:
+        live = None
+        if follow:
+            subscribe = feed.subscribe_all if workspace is None else partial(
+                feed.subscribe_workspace, workspace)
+            live = stack.enter_context(subscribe())
         upto = await feed.max_position()
         replay = (
             feed.replay_all(after, upto)
             if workspace is None
             else feed.replay_workspace(workspace, after, upto)
         )
-        async for page in replay:
-            yield page
-        if not follow:
+        async with contextlib.aclosing(replay) as pages:  # a prefetch must not outlive us
+            async for page in pages:
+                yield page
+        if live is None:
             return
         last = max(after, upto)  # the replay covered everything up to here
         while batch := await live.next_batch():

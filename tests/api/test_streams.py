@@ -346,6 +346,26 @@ def test_leaving_clients_are_unsubscribed(database: Database, store: EventStore)
         wait_until(lambda: s.feed.stats().subscribers == 0)
 
 
+def test_ending_the_streams_from_another_thread_closes_endless_streams(
+    database: Database, store: EventStore
+) -> None:
+    s = make_app(database, store)
+    with running_server(s.app) as base:
+        token = bearer(s.tokens.create_token("acme", ["read"]))
+        sse = Reader(f"{base}/workspaces/acme/events", token)
+        with httpx.Client() as client, client.stream(
+            "GET", f"{base}/workspaces/acme/events",
+            headers={**token, "Accept": "application/x-ndjson"},
+        ) as ndjson:
+            wait_until(lambda: s.feed.stats().subscribers == 2)
+            s.feed.end_streams()  # as a shutdown signal handler would, from its own thread
+            lines = list(ndjson.iter_lines())  # returns because the server ended the body
+        assert [json.loads(line)["type"] for line in lines if line] == ["WorkspaceCreated"]
+        assert [e.event for e in sse.join(timeout=10)] == ["WorkspaceCreated"]
+        refused = Reader(f"{base}/workspaces/acme/events", token).join(timeout=10)
+        assert [e.event for e in refused] == ["WorkspaceCreated"]  # replay, then closed
+
+
 def test_closing_the_feed_ends_every_subscription(database: Database, store: EventStore) -> None:
     pipeline = plan_pipeline(store, "acme", entries=1)
 
