@@ -7,6 +7,8 @@ round, the skips it decided, and the intents of the calls it is about to send
 (group commit), and only then sends those calls. So an outcome is never lost
 (it is saved before the round that depends on it), an intent always precedes
 its call, and the database sees one transaction per round, not per entry.
+Calls go on while a round saves (see ``_run_phase``), so saving costs no
+concurrency.
 
 Every write goes through optimistic concurrency. A rejected save means another
 writer moved an aggregate: the run reloads, and goes on only if it still holds
@@ -22,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
@@ -177,42 +180,61 @@ class PipelineRun:
         await self._save_async(terminal, with_draft=True)
 
     async def _run_phase(self, phase: str, connector: Connector) -> None:
+        """Rounds and calls overlap: a call waits for its intent's round, never for later ones.
+
+        While one round saves (in a thread), calls whose intents earlier rounds
+        saved keep starting as slots free up (``ready``), and their outcomes
+        gather for the next round. A round records every outcome since the last
+        one plus intents for up to ``concurrency`` calls ahead. Units of one
+        phase never depend on each other (dependencies point at earlier
+        phases), so outcomes need not gate dispatch within a phase. An intent
+        saved but not yet sent when the worker dies is re-sent with its key on
+        resume, like any other.
+        """
         units = self._units(phase, connector.delete_page_size)
         await asyncio.to_thread(self._preload_record_ids, units)
         queue = list(units)
+        ready: list[Unit] = []
+        """Intent saved, call not started: started as soon as a slot is free, even when stopping."""
         in_flight: dict[asyncio.Task[Outcome], Unit] = {}
         done: list[Outcome] = []
-        while queue or in_flight or done:
-            round_ = _Round(outcomes=done)
-            done = []
+        saving: tuple[asyncio.Task[None], _Round] | None = None
+        while True:
+            while ready and len(in_flight) < self.concurrency:
+                unit = ready.pop(0)
+                in_flight[asyncio.create_task(self._send(connector, unit))] = unit
             stopping = bool(self.pipeline.cancel_requested or self.fatal)
-            while (
-                queue and not stopping and len(in_flight) + len(round_.intents) < self.concurrency
-            ):
-                unit = queue.pop(0)
-                reason = self._blocked_by(unit)
-                if reason is not None:
-                    round_.skips.extend((key, reason) for key in unit.keys)
-                else:
-                    round_.intents.append(unit)
-            if round_.outcomes or round_.skips or round_.intents:
-                await self._save_async(partial(self._record_round, round_))
-            for unit in round_.intents:
-                task = asyncio.create_task(self._send(connector, unit))
-                in_flight[task] = unit
-            if stopping and not in_flight:
-                return
-            if in_flight:
-                finished, _ = await asyncio.wait(
-                    in_flight,
-                    timeout=self.lease.total_seconds() / 3,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                for task in finished:
-                    in_flight.pop(task)
+            if saving is None:
+                round_ = _Round(outcomes=done)
+                done = []
+                ahead = self.concurrency - len(ready)
+                while queue and not stopping and len(round_.intents) < ahead:
+                    unit = queue.pop(0)
+                    reason = self._blocked_by(unit)
+                    if reason is not None:
+                        round_.skips.extend((key, reason) for key in unit.keys)
+                    else:
+                        round_.intents.append(unit)
+                if round_.outcomes or round_.skips or round_.intents:
+                    save = self._save_async(partial(self._record_round, round_))
+                    saving = (asyncio.create_task(save), round_)
+            waiting: set[asyncio.Task[Any]] = set(in_flight)
+            if saving is not None:
+                waiting.add(saving[0])
+            if not waiting:
+                return  # everything sent and recorded (or stopping with nothing in flight)
+            finished, _ = await asyncio.wait(
+                waiting, timeout=self.lease.total_seconds() / 3, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in finished:
+                if in_flight.pop(task, None) is not None:
                     done.append(task.result())
-                if not finished:
-                    await self._save_async(lambda: None)  # renews the lease
+                elif saving is not None:
+                    task.result()  # the round's save: RunStopped propagates
+                    ready.extend(saving[1].intents)
+                    saving = None
+            if not finished and saving is None:
+                await self._save_async(lambda: None)  # renews the lease
 
     def _record_round(self, round_: _Round) -> None:
         """Decide the round's events on the current aggregates (re-runnable after a reload)."""
