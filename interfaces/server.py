@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import uvicorn
@@ -36,7 +37,11 @@ def serve(settings: Settings, *, announce: bool = True) -> int:
                 print(f"local admin token: {token}", flush=True)
                 print(f"(also in {settings.data_dir / 'admin-token'})", flush=True)
         # uvicorn handles SIGTERM/SIGINT: it stops accepting, runs the lifespan
-        # shutdown (streams closed, workers' in-flight entries recorded), then returns.
+        # shutdown (streams closed, workers' in-flight entries recorded), then
+        # re-raises the signal into the handler it found. Ours makes that a
+        # normal return, so a stopped server exits 0.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
         uvicorn.run(
             app,
             host=settings.host,

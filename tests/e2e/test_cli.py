@@ -1,0 +1,126 @@
+"""The ``publishd`` command as scripts use it: real processes, real database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from infrastructure.postgres.database import Database
+from infrastructure.postgres.tokens import TokenStore
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def env(database: Database, schema: str) -> dict[str, str]:
+    return os.environ | {
+        "PUBLISHD_DATABASE_URL": database.conninfo,
+        "PUBLISHD_DB_SCHEMA": schema,
+    }
+
+
+def publishd(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "interfaces.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_tokens_create_prints_a_working_token_alone_on_the_last_line(
+    env: dict[str, str], database: Database, schema: str
+) -> None:
+    done = publishd(env, "tokens", "create", "--workspace", "acme", "--scopes", "read,publish")
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip().splitlines()[-1]
+    store = TokenStore(database.conninfo, schema)
+    store.open()
+    try:
+        principal = store.lookup(token)
+    finally:
+        store.close()
+    assert principal is not None
+    assert principal.workspace == "acme" and principal.scopes == frozenset({"read", "publish"})
+    assert publishd(env, "tokens", "create", "--scopes", "read").returncode == 2
+    assert publishd(env, "tokens", "create", "--workspace", "a", "--scopes", "root").returncode == 2
+
+
+def test_projections_verify_exits_1_on_drift_and_0_after_a_rebuild(
+    env: dict[str, str], database: Database, schema: str
+) -> None:
+    from infrastructure.settings import Settings
+    from interfaces.bootstrap import Runtime
+
+    runtime = Runtime.build(Settings(database_url=database.conninfo, db_schema=schema))
+    try:
+        runtime.app.create_workspace("acme", {"type": "sandbox", "base_url": "http://x"})
+        runtime.app.register_schema("acme", "books", {})
+    finally:
+        runtime.close()
+    assert publishd(env, "projections", "rebuild").returncode == 0
+    clean = publishd(env, "projections", "verify")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    with database.connect(autocommit=True) as conn:
+        conn.execute(f'DELETE FROM "{schema}".file_reference_schemas')
+    drift = publishd(env, "projections", "verify")
+    assert drift.returncode == 1
+    assert "file_reference_schemas" in drift.stdout
+    assert publishd(env, "projections", "rebuild").returncode == 0
+    assert publishd(env, "projections", "verify").returncode == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def server(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "interfaces.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "serve did not come up"
+            time.sleep(0.05)  # polling a starting process: there is nothing to wait on
+    try:
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_serve_answers_and_shuts_down_cleanly_on_sigterm(
+    server: tuple[subprocess.Popen[str], str],
+) -> None:
+    proc, url = server
+    assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{url}/workspaces/x").status_code == 401
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
