@@ -29,6 +29,16 @@ class ProjectedEvent:
     timestamp: str
     """ISO 8601, as recorded: the only clock a projection may use."""
     data: JsonObject
+    may_refer: bool = True
+    """Whether the stored JSON could hold an @-reference at all: without an ``@``
+    (or its escape ``\\u0040``) anywhere in it, no content of the event is
+    walked for @-references."""
+
+
+def _may_refer(raw: bytes | str) -> bool:
+    if isinstance(raw, str):
+        return "@" in raw or "\\u0040" in raw
+    return b"@" in raw or b"\\u0040" in raw
 
 
 def event_name(topic: str) -> str:
@@ -44,11 +54,18 @@ def decode(
     state: bytes | memoryview | str,
 ) -> ProjectedEvent:
     """Decode one stored event written by eventsourcing's ``JSONTranscoder``."""
-    data: dict[str, Any] = json.loads(bytes(state) if isinstance(state, memoryview) else state)
+    raw = bytes(state) if isinstance(state, memoryview) else state
+    data: dict[str, Any] = json.loads(raw)
     stamp = data.pop("timestamp", None)
     timestamp = stamp["_data_"] if isinstance(stamp, dict) else str(stamp)
     return ProjectedEvent(
-        notification_id, originator_id, originator_version, event_name(topic), timestamp, data
+        notification_id,
+        originator_id,
+        originator_version,
+        event_name(topic),
+        timestamp,
+        data,
+        _may_refer(raw),
     )
 
 

@@ -25,7 +25,7 @@ from application.projections.ports import (
 )
 from domain.errors import DomainError
 from domain.json_types import JsonObject
-from domain.references import extract_references
+from domain.references import iter_resolved_refs, ref_strings_by_field, target_of
 from domain.schema import FolderSchema
 
 MAIN = "main"
@@ -36,22 +36,32 @@ def draft_branch(user: str) -> str:
 
 
 def references_of(
-    workspace: str, branch: str, path: str, content: JsonObject, schema: FolderSchema | None
+    workspace: str,
+    branch: str,
+    path: str,
+    content: JsonObject,
+    schema: FolderSchema | None,
+    may_refer: bool = True,
 ) -> list[ReferenceRow]:
-    """One row per distinct target of the file (the same target in two fields is one row)."""
+    """One row per distinct target of the file (the same target in two fields is one row).
+
+    The same pointers as ``extract_references`` finds, without the dotted field
+    paths it builds for each one: a rebuild reads every file ever written, and
+    a row keeps only the target. ``may_refer=False`` (the event's JSON has no
+    ``@``) skips the walk for @-references.
+    """
     rows: dict[tuple[str, str | None, str | None], ReferenceRow] = {}
-    for ref in extract_references(content, schema):
-        key = (ref.target_folder, ref.target_filename, ref.target_record_id)
-        if key not in rows:
-            pointer = "filename" if ref.target_filename is not None else "record_id"
-            rows[key] = ReferenceRow(
-                workspace,
-                branch,
-                path,
-                ref.target_folder,
-                ref.target_filename,
-                ref.target_record_id,
-                pointer,
+    for raws in ref_strings_by_field(content).values() if may_refer else ():
+        for raw in raws:
+            target = target_of(raw)
+            if target is not None and (target.folder, target.filename, None) not in rows:
+                rows[(target.folder, target.filename, None)] = ReferenceRow(
+                    workspace, branch, path, target.folder, target.filename, None, "filename"
+                )
+    for _, folder, record_id in iter_resolved_refs(content, schema):
+        if (folder, None, record_id) not in rows:
+            rows[(folder, None, record_id)] = ReferenceRow(
+                workspace, branch, path, folder, None, record_id, "record_id"
             )
     return list(rows.values())
 
@@ -62,7 +72,9 @@ class _Batch:
         self.schemas: dict[tuple[str, str], FolderSchema | None] = {}
         self.new_schemas: dict[tuple[str, str], JsonObject] = {}
         self.cleared: list[tuple[str, str]] = []
-        self.sources: dict[SourceKey, list[ReferenceRow]] = {}
+        self.sources: dict[SourceKey, tuple[JsonObject, FolderSchema | None, bool] | None] = {}
+        """Each source's last content in the batch and the schema it was written under;
+        the pointers are read at flush, only from the contents that survive the batch."""
 
     def schema(self, workspace: str, folder: str) -> FolderSchema | None:
         key = (workspace, folder)
@@ -74,12 +86,20 @@ class _Batch:
         self.schemas[(workspace, folder)] = _parse(folder, data)
         self.new_schemas[(workspace, folder)] = data
 
-    def replace(self, workspace: str, branch: str, path: str, content: JsonObject | None) -> None:
-        rows: list[ReferenceRow] = []
-        if content is not None:
+    def replace(
+        self,
+        workspace: str,
+        branch: str,
+        path: str,
+        content: JsonObject | None,
+        may_refer: bool = True,
+    ) -> None:
+        key = SourceKey(workspace, branch, path)
+        if content is None:
+            self.sources[key] = None
+        else:
             schema = self.schema(workspace, folder_and_filename(path)[0])
-            rows = references_of(workspace, branch, path, content, schema)
-        self.sources[SourceKey(workspace, branch, path)] = rows
+            self.sources[key] = (content, schema, may_refer)
 
     def clear_branch(self, workspace: str, branch: str) -> None:
         for key in [k for k in self.sources if k.workspace == workspace and k.branch == branch]:
@@ -88,11 +108,15 @@ class _Batch:
 
     def flush(self) -> None:
         if self.new_schemas or self.cleared or self.sources:
+            rows: list[ReferenceRow] = []
+            for key, source in self.sources.items():
+                if source is not None:
+                    rows += references_of(*key, *source)
             self.writer.write(
                 [(ws, folder, data) for (ws, folder), data in self.new_schemas.items()],
                 self.cleared,
                 list(self.sources),
-                [row for rows in self.sources.values() for row in rows],
+                rows,
             )
 
 
@@ -137,14 +161,16 @@ class FileReferenceProjection(Projection[FileReferenceWriter]):
                     batch.register(ws, data["folder"], data["schema"])
                 else:
                     for change in data["changes"]:
-                        batch.replace(ws, MAIN, change["path"], change.get("content"))
+                        batch.replace(
+                            ws, MAIN, change["path"], change.get("content"), event.may_refer
+                        )
             else:
                 draft = ctx.draft_of(event.originator_id)
                 if draft is None:
                     continue
                 ws, branch = draft[0], draft_branch(draft[1])
                 if name == "DraftFileWritten":
-                    batch.replace(ws, branch, data["path"], data["content"])
+                    batch.replace(ws, branch, data["path"], data["content"], event.may_refer)
                 elif name in ("DraftFileDeleted", "DraftFileReverted"):
                     batch.replace(ws, branch, data["path"], None)
                 elif name == "DraftRebased":
