@@ -1,9 +1,12 @@
 """PostgreSQL adapters of the projection ports: each writer call is a few set-based statements.
 
-Rows travel as parallel arrays bound in binary (``%b``) and are unnested on the
-server: one statement and no text escaping per call, however many rows. The
-statements run on the runner's connection inside the batch's transaction, so
-the view change commits together with the tracking position.
+Rows travel as ONE JSON document per statement (an array of rows, each an
+array of columns), encoded by the json module's C encoder in a single call and
+unpacked on the server with ``jsonb_array_elements``: a file's content rides
+inside its row, so it is not serialised on its own, and no per-value Python
+work (like psycopg's array dumpers) is left. The statements run on the
+runner's connection inside the batch's transaction, so the view change commits
+together with the tracking position.
 """
 
 from __future__ import annotations
@@ -38,8 +41,16 @@ def columns(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:
     return cols
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+
+
+def rows_json(rows: Iterable[Sequence[Any]]) -> str:
+    """Rows (tuples, named or not) -> ``[[col, ...], ...]``, the parameter of ``ROWS``."""
+    return _ENCODER.encode(rows if isinstance(rows, list) else list(rows))
+
+
 def dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
+    return None if value is None else _ENCODER.encode(value)
 
 
 class ProjectionCaches:
@@ -150,28 +161,30 @@ def resolve_references(
             q(
                 "UPDATE {file_reference} r SET target_filename = k.filename"
                 " FROM (SELECT k.ws, k.folder, k.rid, f.filename"
-                "  FROM unnest(%b::text[], %b::text[], %b::text[]) AS k(ws, folder, rid)"
+                "  FROM (SELECT e->>0 AS ws, e->>1 AS folder, e->>2 AS rid"
+                "   FROM jsonb_array_elements(%s::jsonb) AS e) AS k"
                 "  LEFT JOIN {file_index} f ON f.workspace = k.ws AND f.folder = k.folder"
                 "   AND f.record_id = k.rid) AS k"
                 " WHERE r.pointer = 'record_id' AND r.workspace = k.ws"
                 " AND r.target_folder = k.folder AND r.target_record_id = k.rid"
                 " AND r.target_filename IS DISTINCT FROM k.filename"
             ),
-            columns(by_record, 3),
+            (rows_json(by_record),),
         )
     if by_filename:
         conn.execute(
             q(
                 "UPDATE {file_reference} r SET target_record_id = k.record_id"
                 " FROM (SELECT k.ws, k.folder, k.filename, f.record_id"
-                "  FROM unnest(%b::text[], %b::text[], %b::text[]) AS k(ws, folder, filename)"
+                "  FROM (SELECT e->>0 AS ws, e->>1 AS folder, e->>2 AS filename"
+                "   FROM jsonb_array_elements(%s::jsonb) AS e) AS k"
                 "  LEFT JOIN {file_index} f ON f.workspace = k.ws AND f.folder = k.folder"
                 "   AND f.filename = k.filename) AS k"
                 " WHERE r.pointer = 'filename' AND r.workspace = k.ws"
                 " AND r.target_folder = k.folder AND r.target_filename = k.filename"
                 " AND r.target_record_id IS DISTINCT FROM k.record_id"
             ),
-            columns(by_filename, 3),
+            (rows_json(by_filename),),
         )
 
 
@@ -190,42 +203,40 @@ class PostgresFileIndex(FileIndexWriter):
             gone += conn.execute(
                 q(
                     "DELETE FROM {file_index} f"
-                    " USING unnest(%b::text[], %b::text[], %b::text[]) AS k(ws, folder, rid)"
-                    " WHERE f.workspace = k.ws AND f.folder = k.folder AND f.record_id = k.rid"
+                    " USING jsonb_array_elements(%s::jsonb) AS k WHERE f.workspace = k->>0"
+                    " AND f.folder = k->>1 AND f.record_id = k->>2"
                     " RETURNING f.workspace, f.folder, f.record_id, f.filename"
                 ),
-                columns(by_record, 3),
+                (rows_json(by_record),),
             ).fetchall()
         if by_filename:
             gone += conn.execute(
                 q(
                     "DELETE FROM {file_index} f"
-                    " USING unnest(%b::text[], %b::text[], %b::text[]) AS k(ws, folder, name)"
-                    " WHERE f.workspace = k.ws AND f.folder = k.folder AND f.filename = k.name"
+                    " USING jsonb_array_elements(%s::jsonb) AS k WHERE f.workspace = k->>0"
+                    " AND f.folder = k->>1 AND f.filename = k->>2"
                     " RETURNING f.workspace, f.folder, f.record_id, f.filename"
                 ),
-                columns(by_filename, 3),
+                (rows_json(by_filename),),
             ).fetchall()
         if rows:
             conn.execute(
                 q(
                     "INSERT INTO {file_index}"
                     " (workspace, folder, record_id, filename, last_seen_at)"
-                    " SELECT ws, folder, rid, name, at::timestamptz FROM unnest("
-                    "%b::text[], %b::text[], %b::text[], %b::text[], %b::text[])"
-                    " AS k(ws, folder, rid, name, at)"
+                    " SELECT k->>0, k->>1, k->>2, k->>3, (k->>4)::timestamptz"
+                    " FROM jsonb_array_elements(%s::jsonb) AS k"
                 ),
-                columns(rows, 5),
+                (rows_json(rows),),
             )
         if seen:
             conn.execute(
                 q(
-                    "UPDATE {file_index} f SET last_seen_at = k.at::timestamptz"
-                    " FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[])"
-                    " AS k(ws, folder, rid, at)"
-                    " WHERE f.workspace = k.ws AND f.folder = k.folder AND f.record_id = k.rid"
+                    "UPDATE {file_index} f SET last_seen_at = (k->>3)::timestamptz"
+                    " FROM jsonb_array_elements(%s::jsonb) AS k"
+                    " WHERE f.workspace = k->>0 AND f.folder = k->>1 AND f.record_id = k->>2"
                 ),
-                columns(seen, 4),
+                (rows_json(seen),),
             )
         # Only keys whose pairing changed can change a reference's derived column;
         # content updates of a known record (the common case) resolve nothing.
@@ -268,34 +279,32 @@ class PostgresFileReference(FileReferenceWriter):
     ) -> None:
         q, conn = self.tables.q, self.conn
         if schemas:
-            ws, folders, data = columns(schemas, 3)
             conn.execute(
                 q(
                     "INSERT INTO {file_reference_schemas}"
-                    " SELECT ws, folder, s::jsonb FROM unnest(%b::text[], %b::text[], %b::text[])"
-                    " AS k(ws, folder, s) ON CONFLICT (workspace, folder)"
-                    " DO UPDATE SET schema = excluded.schema"
+                    " SELECT k->>0, k->>1, k->2 FROM jsonb_array_elements(%s::jsonb) AS k"
+                    " ON CONFLICT (workspace, folder) DO UPDATE SET schema = excluded.schema"
                 ),
-                (ws, folders, [dumps(d) for d in data]),
+                (rows_json(schemas),),
             )
             for w, f, d in schemas:
                 self.caches.schemas[(w, f)] = d
         if cleared_branches:
             conn.execute(
                 q(
-                    "DELETE FROM {file_reference} r USING unnest(%b::text[], %b::text[])"
-                    " AS k(ws, branch) WHERE r.workspace = k.ws AND r.branch = k.branch"
+                    "DELETE FROM {file_reference} r USING jsonb_array_elements(%s::jsonb) AS k"
+                    " WHERE r.workspace = k->>0 AND r.branch = k->>1"
                 ),
-                columns(cleared_branches, 2),
+                (rows_json(cleared_branches),),
             )
         if replaced:
             conn.execute(
                 q(
                     "DELETE FROM {file_reference} r"
-                    " USING unnest(%b::text[], %b::text[], %b::text[]) AS k(ws, branch, path)"
-                    " WHERE r.workspace = k.ws AND r.branch = k.branch AND r.source_path = k.path"
+                    " USING jsonb_array_elements(%s::jsonb) AS k"
+                    " WHERE r.workspace = k->>0 AND r.branch = k->>1 AND r.source_path = k->>2"
                 ),
-                columns(replaced, 3),
+                (rows_json(replaced),),
             )
         if rows:
             # the other target column comes from FileIndex as the row goes in
@@ -305,13 +314,13 @@ class PostgresFileReference(FileReferenceWriter):
                     "INSERT INTO {file_reference} SELECT k.ws, k.branch, k.path, k.folder,"
                     " CASE WHEN k.pointer = 'filename' THEN k.filename ELSE fr.filename END,"
                     " CASE WHEN k.pointer = 'record_id' THEN k.rid ELSE ff.record_id END,"
-                    " k.pointer FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[],"
-                    " %b::text[], %b::text[], %b::text[])"
-                    " AS k(ws, branch, path, folder, filename, rid, pointer)"
+                    " k.pointer FROM (SELECT e->>0 AS ws, e->>1 AS branch, e->>2 AS path,"
+                    " e->>3 AS folder, e->>4 AS filename, e->>5 AS rid, e->>6 AS pointer"
+                    " FROM jsonb_array_elements(%s::jsonb) AS e) AS k"
                     " LEFT JOIN {file_index} fr ON k.pointer = 'record_id' AND fr.workspace = k.ws"
                     "  AND fr.folder = k.folder AND fr.record_id = k.rid"
                     " LEFT JOIN {file_index} ff ON k.pointer = 'filename' AND ff.workspace = k.ws"
                     "  AND ff.folder = k.folder AND ff.filename = k.filename"
                 ),
-                columns(rows, 7),
+                (rows_json(rows),),
             )

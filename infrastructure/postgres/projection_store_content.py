@@ -13,7 +13,7 @@ from application.projections.ports import (
     MainFileRow,
     MainFilesWriter,
 )
-from infrastructure.postgres.projection_store import columns, dumps
+from infrastructure.postgres.projection_store import rows_json
 from infrastructure.postgres.projection_tables import ProjectionTables
 
 
@@ -26,23 +26,21 @@ class PostgresMainFiles(MainFilesWriter):
         if removed:
             self.conn.execute(
                 q(
-                    "DELETE FROM {main_files} m USING unnest(%b::text[], %b::text[]) AS k(ws, path)"
-                    " WHERE m.workspace = k.ws AND m.path = k.path"
+                    "DELETE FROM {main_files} m USING jsonb_array_elements(%s::jsonb) AS k"
+                    " WHERE m.workspace = k->>0 AND m.path = k->>1"
                 ),
-                columns(removed, 2),
+                (rows_json(removed),),
             )
         if rows:
-            ws, paths, folders, rids, contents = columns(rows, 5)
             self.conn.execute(
                 q(
                     "INSERT INTO {main_files} (workspace, path, folder, record_id, content)"
-                    " SELECT ws, path, folder, rid, c::jsonb FROM unnest("
-                    "%b::text[], %b::text[], %b::text[], %b::text[], %b::text[])"
-                    " AS k(ws, path, folder, rid, c)"
+                    " SELECT k->>0, k->>1, k->>2, k->>3, k->4"
+                    " FROM jsonb_array_elements(%s::jsonb) AS k"
                     " ON CONFLICT (workspace, path) DO UPDATE SET folder = excluded.folder,"
                     " record_id = excluded.record_id, content = excluded.content"
                 ),
-                (ws, paths, folders, rids, [dumps(c) for c in contents]),
+                (rows_json(rows),),
             )
 
 
@@ -60,29 +58,28 @@ class PostgresDraftFiles(DraftFilesWriter):
         if discarded:
             self.conn.execute(
                 q(
-                    "DELETE FROM {draft_files} d USING unnest(%b::text[], %b::text[]) AS k(ws, u)"
-                    ' WHERE d.workspace = k.ws AND d."user" = k.u'
+                    "DELETE FROM {draft_files} d USING jsonb_array_elements(%s::jsonb) AS k"
+                    ' WHERE d.workspace = k->>0 AND d."user" = k->>1'
                 ),
-                columns(discarded, 2),
+                (rows_json(discarded),),
             )
         if removed:
             self.conn.execute(
                 q(
                     "DELETE FROM {draft_files} d"
-                    " USING unnest(%b::text[], %b::text[], %b::text[]) AS k(ws, u, path)"
-                    ' WHERE d.workspace = k.ws AND d."user" = k.u AND d.path = k.path'
+                    " USING jsonb_array_elements(%s::jsonb) AS k"
+                    ' WHERE d.workspace = k->>0 AND d."user" = k->>1 AND d.path = k->>2'
                 ),
-                columns(removed, 3),
+                (rows_json(removed),),
             )
         if rows:
-            ws, users, paths, contents = columns(rows, 4)
             self.conn.execute(
                 q(
                     'INSERT INTO {draft_files} (workspace, "user", path, content)'
-                    " SELECT ws, u, path, c::jsonb FROM unnest("
-                    "%b::text[], %b::text[], %b::text[], %b::text[]) AS k(ws, u, path, c)"
+                    " SELECT k->>0, k->>1, k->>2, nullif(k->3, 'null')"
+                    " FROM jsonb_array_elements(%s::jsonb) AS k"
                     ' ON CONFLICT (workspace, "user", path)'
                     " DO UPDATE SET content = excluded.content"
                 ),
-                (ws, users, paths, [dumps(c) for c in contents]),
+                (rows_json(rows),),
             )

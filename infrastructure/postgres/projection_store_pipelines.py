@@ -17,7 +17,7 @@ from application.projections.ports import (
     StatusChange,
     StatusRow,
 )
-from infrastructure.postgres.projection_store import columns
+from infrastructure.postgres.projection_store import columns, rows_json
 from infrastructure.postgres.projection_tables import ProjectionTables
 
 
@@ -30,24 +30,25 @@ class PostgresPipelineEntries(PipelineEntriesWriter):
         if rows:
             self.conn.execute(
                 q(
-                    "INSERT INTO {pipeline_entries} SELECT * FROM unnest(%b::text[], %b::text[],"
-                    " %b::text[], %b::int8[], %b::text[], %b::text[], %b::text[])"
+                    "INSERT INTO {pipeline_entries} SELECT k->>0, k->>1, k->>2, (k->>3)::int8,"
+                    " k->>4, k->>5, k->>6 FROM jsonb_array_elements(%s::jsonb) AS k"
                     " ON CONFLICT (pipeline_id, phase, path) DO UPDATE SET seq = excluded.seq,"
                     " status = excluded.status, record_id = excluded.record_id,"
                     " error = excluded.error"
                 ),
-                columns(rows, 7),
+                (rows_json(rows),),
             )
         if updates:
             self.conn.execute(
                 q(
                     "UPDATE {pipeline_entries} e SET status = u.status, error = u.error,"
                     " record_id = CASE WHEN u.set_rid THEN u.rid ELSE e.record_id END"
-                    " FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[],"
-                    " %b::bool[], %b::text[]) AS u(pid, phase, path, status, rid, set_rid, error)"
+                    " FROM (SELECT k->>0 AS pid, k->>1 AS phase, k->>2 AS path, k->>3 AS status,"
+                    " k->>4 AS rid, (k->>5)::bool AS set_rid, k->>6 AS error"
+                    " FROM jsonb_array_elements(%s::jsonb) AS k) AS u"
                     " WHERE e.pipeline_id = u.pid AND e.phase = u.phase AND e.path = u.path"
                 ),
-                columns(updates, 7),
+                (rows_json(updates),),
             )
 
     def reset(self, pipeline_id: str, keys: Sequence[tuple[str, str]]) -> None:
@@ -103,11 +104,12 @@ class PostgresPipelineStatus(PipelineStatusWriter):
         if errors:
             self.conn.execute(
                 q(
-                    "INSERT INTO {pipeline_errors} SELECT * FROM unnest(%b::text[], %b::text[],"
-                    " %b::text[], %b::text[], %b::text[]) ON CONFLICT (pipeline_id, phase, path)"
+                    "INSERT INTO {pipeline_errors} SELECT k->>0, k->>1, k->>2, k->>3, k->>4"
+                    " FROM jsonb_array_elements(%s::jsonb) AS k"
+                    " ON CONFLICT (pipeline_id, phase, path)"
                     " DO UPDATE SET status = excluded.status, message = excluded.message"
                 ),
-                columns(errors, 5),
+                (rows_json(errors),),
             )
 
     def reset(self, pipeline_id: str, keys: Sequence[tuple[str, str]]) -> None:
