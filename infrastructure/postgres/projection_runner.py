@@ -42,9 +42,9 @@ log = logging.getLogger(__name__)
 
 CATCH_UP_PAGE = 5000
 RESET = "reset"
+"""Payload on the events channel that makes leaders re-read their tracking."""
 ANALYZE_AFTER = 20
 """Batches in a row after which, once idle, the led tables are ANALYZEd."""
-"""Payload on the events channel that makes leaders re-read their tracking."""
 
 
 class ProjectionRunner:
@@ -149,11 +149,14 @@ class ProjectionRunner:
             for name in names:
                 self.led[name] = end
             moved = True
+            if end - position < self.page_size:
+                continue  # live work: a short page, the tables hardly grew
             self.batches += 1
             if self.batches & (self.batches - 1) == 0 and self.batches >= 4:
                 # Tables grow from empty while catching up; plans chosen for an
                 # empty table (full scans) get slower with every page unless the
-                # statistics follow, so refresh them at 4, 8, 16, ... batches.
+                # statistics follow, so refresh them at 4, 8, 16, ... full pages.
+                # Never for live batches: ANALYZE of big tables there is a stall.
                 self.analyze(conn)
         return moved
 
