@@ -127,8 +127,10 @@ class PhaseCounts(Response):
 
 
 class EntryError(Response):
-    path: str
-    phase: str
+    """An entry's error; a whole pipeline's (stale, connector failure) has no path or phase."""
+
+    path: str | None
+    phase: str | None
     message: str
 
 
