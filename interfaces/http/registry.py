@@ -113,7 +113,10 @@ def openapi(endpoints: list[Endpoint], title: str, version: str) -> dict[str, An
             if model is not None:
                 entry["content"] = {ep.content_type: {"schema": ref(model)}}
             elif ep.media_types and status < 300:
-                entry["content"] = {t: {"schema": {"type": "string"}} for t in ep.media_types}
+                entry["content"] = {
+                    t: {"schema": {"type": "object" if t == "application/json" else "string"}}
+                    for t in ep.media_types
+                }
             responses[str(status)] = entry
         error_ref = ref(ErrorBody)
         statuses = set(ep.errors) | ({401, 403, 404} if ep.auth else set())
