@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -36,9 +37,39 @@ async def read_json(request: Request) -> Any:
     if not raw:
         raise ApiError("invalid_request", "the request needs a JSON body")
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError("invalid_request", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError("invalid_request", "the body is nested too deeply") from None
+    _check_storable(value)
+    return value
+
+
+MAX_JSON_DEPTH = 64
+"""Deeper bodies are refused: recording and replaying them recurses once per level."""
+
+
+def _check_storable(value: Any) -> None:
+    """Refuse what would be recorded and then break its readers.
+
+    A NUL (``\\u0000``) is refused by every jsonb projection, so the projections
+    would stop and every read-your-writes query would time out; a deeply nested
+    body overflows Python's recursion limit where aggregates are copied and replayed.
+    """
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ApiError("invalid_request", f"the body nests deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ApiError("invalid_request", "the body contains a NUL character (\\u0000)")
+        elif isinstance(item, dict):
+            stack.extend((key, depth + 1) for key in item)
+            stack.extend((sub, depth + 1) for sub in item.values())
+        elif isinstance(item, list):
+            stack.extend((sub, depth + 1) for sub in item)
 
 
 async def parse(request: Request, model: type[M]) -> M:
@@ -57,6 +88,15 @@ def path_param(request: Request, name: str) -> str:
     if name == "user" and not _USER.match(value):
         raise ApiError("invalid_request", f"user {value!r} is not a valid user name")
     return value
+
+
+def query(request: Request) -> QueryParams:
+    """The query parameters, refused if any holds a NUL (PostgreSQL can't store or compare it)."""
+    params = request.query_params
+    for name, value in params.multi_items():
+        if "\x00" in name or "\x00" in value:
+            raise ApiError("invalid_request", f"?{name!r}= contains a NUL character")
+    return params
 
 
 def flag(request: Request, name: str) -> bool:
@@ -267,12 +307,13 @@ async def pipeline_status(request: Request) -> Response:
 
 async def list_pipelines(request: Request) -> Response:
     s = services(request)
-    ws = request.query_params.get("workspace")
     principal = await s.authenticate(request)
+    q = query(request)
+    ws = q.get("workspace")
     if ws is None and not principal.admin:
         ws = principal.workspace
     s.authorize(principal, "read", ws)
-    state = request.query_params.get("state")
+    state = q.get("state")
     states = (
         "planned",
         "running",
@@ -285,9 +326,8 @@ async def list_pipelines(request: Request) -> Response:
     if state is not None and state not in states:
         raise ApiError("invalid_request", f"?state= must be one of {', '.join(states)}")
     limit = int_param(request, "limit", 50, 1, 500)
-    before = request.query_params.get("before")
     found = await run_in_threadpool(
-        s.list_pipelines, ws, request.query_params.get("user"), state, limit, before
+        s.list_pipelines, ws, q.get("user"), state, limit, q.get("before")
     )
     return reply({"pipelines": found})
 
@@ -309,7 +349,7 @@ async def file_index(request: Request) -> Response:
     s = services(request)
     ws = path_param(request, "ws")
     await s.guard(request, "read", ws)
-    q = request.query_params
+    q = query(request)
     folder = q.get("folder")
     if not folder or ("record_id" in q) == ("filename" in q):
         raise ApiError(
@@ -323,7 +363,7 @@ async def references(request: Request) -> Response:
     s = services(request)
     ws = path_param(request, "ws")
     await s.guard(request, "read", ws)
-    q = request.query_params
+    q = query(request)
     target, folder, record_id = q.get("target"), q.get("folder"), q.get("record_id")
     if (target is None) == (folder is None and record_id is None) or (
         target is None and not (folder and record_id)

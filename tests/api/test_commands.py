@@ -304,6 +304,42 @@ def test_file_and_draft_errors(api: Publishd, ws: str) -> None:
     assert api.head() == before, "a refused request wrote something"
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"title": "a\\u0000b"}',
+        b'{"ti\\u0000tle": "ab"}',
+        b'{"list": [1, {"deep": ["\\u0000"]}]}',
+        b'{"a":' * 65 + b"1" + b"}" * 65,
+        b"[" * 5000 + b"]" * 5000,
+    ],
+    ids=["nul-value", "nul-key", "nul-nested", "65-levels", "5000-levels"],
+)
+def test_bodies_that_would_break_their_readers_are_refused(
+    api: Publishd, ws: str, raw: bytes
+) -> None:
+    """A NUL stops every jsonb projection; deep nesting overflows the recursion limit."""
+    before = api.head()
+    url = f"{draft_url(ws)}/files/books/bad.json"
+    assert_error(api.put(url, content=raw), 422, "invalid_request")
+    assert api.head() == before
+    assert api.ok("GET", f"{draft_url(ws)}/changes")["changes"] == []
+    write(api, ws, "books/ok.json", {"a": {"b": {"c": [1, 2, {"d": "fine"}]}}})
+    assert api.ok("GET", f"{draft_url(ws)}/changes")["changes"] == [
+        {"path": "books/ok.json", "change": "added"}
+    ]
+
+
+def test_a_nul_in_a_query_is_invalid_request(api: Publishd, ws: str) -> None:
+    for url in (
+        f"/workspaces/{ws}/file-index?folder=books&filename=a%00b",
+        f"/workspaces/{ws}/references?folder=books&record_id=a%00b",
+        f"/pipelines?workspace={ws}&user=a%00b",
+        "/pipelines?before=a%00b",
+    ):
+        assert_error(api.get(url), 422, "invalid_request")
+
+
 def new_url(base: str) -> str:
     return base.rsplit("/", 1)[0] + "/" + new_workspace_id()
 
