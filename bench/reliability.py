@@ -21,6 +21,8 @@ Then the sandbox's own records are checked:
   not hold as published (a created record whose id is not the create entry's
   published record id, an edit or delete applied without its entry published);
 - ``unfinished``: trials whose pipeline did not end ``completed``;
+- ``replayed_calls`` (a figure, not a failure): writes the resume re-sent that the
+  sandbox had already applied, answered from its idempotency cache;
 - and every reference: new books point at the right new author, new authors
   at the right new book, cleared pointers are null, menus lost exactly the
   deleted books, and publishd's FileIndex holds the sandbox's ids.
@@ -101,6 +103,8 @@ class TrialResult:
     calls_before_kill: int = 0
     interrupted: bool = False
     """The kill found the worker alive and the pipeline not yet ended."""
+    replays: int = 0
+    """Writes the resume re-sent under a key the sandbox had already applied."""
     duplicate_creates: int = 0
     lost_outcomes: int = 0
     unfinished: int = 0
@@ -299,6 +303,7 @@ def run_trial(
             wait_until(lambda: _state(runtime, pipeline.pipeline_id) in TERMINAL_STATES,
                        120, f"pipeline {pipeline.pipeline_id} to end")
         box.call("PUT", "/_admin/faults", json={"latency_ms": 0})
+        result.replays = int(box.call("GET", "/_admin/stats").get("duplicates", 0))
         check(runtime, box, workspace, shape, ids, pipeline.pipeline_id, result)
     result.seconds = time.monotonic() - started
     return result
@@ -435,7 +440,7 @@ def main() -> None:
     def report(number: int, r: TrialResult) -> None:
         print(
             f"trial {number:2d}: {r.entries} entries, killed after {r.calls_before_kill:3d} calls"
-            f" ({'mid-run' if r.interrupted else 'NOT mid-run'}),"
+            f" ({'mid-run' if r.interrupted else 'NOT mid-run'}), {r.replays} replayed,"
             f" duplicates {r.duplicate_creates}, lost {r.lost_outcomes},"
             f" unfinished {r.unfinished}, {len(r.problems)} problems, {r.seconds:.1f} s",
             flush=True,
@@ -458,6 +463,7 @@ def main() -> None:
         unfinished=sum(r.unfinished for r in results),
         problems=problems,
         interrupted=sum(r.interrupted for r in results),
+        replayed_calls=sum(r.replays for r in results),
         entries_per_trial=min(r.entries for r in results),
     )
 
