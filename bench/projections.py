@@ -183,23 +183,24 @@ def live_lag(
             conn.execute(f'LISTEN "{projection_channel(tables)}"')
             listening.set()
             while not stop.is_set():
-                for note in conn.notifies(timeout=0.2, stop_after=1):
-                    if "main_files:" in note.payload:
-                        look(conn)
+                # (the connection is busy until the notifies generator ends)
+                for _ in conn.notifies(timeout=0.2, stop_after=1):
+                    pass
                 look(conn)
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
     listening.wait(10)
     ws = app.repository.get(Workspace.create_id("ws0"))
+    run = uuid.uuid4().hex[:8]  # paths no earlier run wrote: a row seen is this run's
     start = time.perf_counter()
     for k in range(int(seconds * rate)):
         due = start + k / rate
         delay = due - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
-        path = f"books/live-{k}.json"
-        ws.change_main("live", [{"path": path, "content": _book(k), "record_id": f"L{k}"}])
+        path = f"books/live-{run}-{k}.json"
+        ws.change_main("live", [{"path": path, "content": _book(k), "record_id": f"L{run}-{k}"}])
         app.save(ws)
         committed[path] = time.perf_counter()
     deadline = time.perf_counter() + 10

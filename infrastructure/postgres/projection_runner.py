@@ -44,7 +44,7 @@ CATCH_UP_PAGE = 5000
 RESET = "reset"
 """Payload on the events channel that makes leaders re-read their tracking."""
 ANALYZE_AFTER = 20
-"""Batches in a row after which, once idle, the led tables are ANALYZEd."""
+"""Full pages after which, once idle, the led tables are ANALYZEd."""
 
 
 class ProjectionRunner:
@@ -185,7 +185,7 @@ class ProjectionRunner:
 
     def _serve(self, conn: Conn, stop: threading.Event) -> None:
         next_try = next_check = 0.0
-        caught_up = 0
+        analyzed = self.batches
         while not stop.is_set():
             now = time.monotonic()
             if len(self.led) < len(self.names) and now >= next_try:
@@ -200,12 +200,12 @@ class ProjectionRunner:
                 self.caches.clear()
                 self.reload(conn)
                 continue
-            if moved:
-                caught_up += 1
             if not moved:
-                if caught_up >= ANALYZE_AFTER:
+                # Only a catch-up of full pages grows the tables enough to matter;
+                # a steady stream of live batches must not pay for ANALYZE stalls.
+                if self.batches - analyzed >= ANALYZE_AFTER:
                     self.analyze(conn)
-                caught_up = 0
+                    analyzed = self.batches
                 if now >= next_check:
                     self.reload(conn)
                     next_check = now + self.standby_interval
