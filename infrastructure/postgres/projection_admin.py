@@ -20,8 +20,9 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -34,6 +35,7 @@ from infrastructure.postgres.projection_batches import (
     positions,
     projection_channel,
 )
+from infrastructure.postgres.projection_pages import PageReader, SharedPages
 from infrastructure.postgres.projection_runner import RESET, ProjectionRunner, run_projections
 from infrastructure.postgres.projection_tables import ALL_TABLES, OWNED, SHARED, ProjectionTables
 
@@ -116,16 +118,17 @@ def rebuild(
         tables = runner._tables()
         reset(conn, tables, names)
         target = max_notification_id(conn, tables)
-        groups = [[n for n in group if n in names] for group in REBUILD_GROUPS]
+        groups = [g for g in ([n for n in group if n in names] for group in REBUILD_GROUPS) if g]
+        pages = SharedPages(names, len(groups))
         failures: list[BaseException] = []
         threads = [
             threading.Thread(
                 target=_replay,
                 args=(database, schema, group, tables.events_table, target, failures),
+                kwargs={"read": pages.reader(index), "leave": partial(pages.leave, index)},
                 name=f"rebuild-{group[0]}",
             )
-            for group in groups
-            if group
+            for index, group in enumerate(groups)
         ]
         for thread in threads:
             thread.start()
@@ -150,11 +153,15 @@ def _replay(
     events_table: str,
     target: int,
     failures: list[BaseException],
+    *,
+    read: PageReader,
+    leave: Callable[[], None],
 ) -> None:
     """Replay ``names`` up to ``target`` if this process can lead them (else a runner does)."""
     runner = ProjectionRunner(
         database, schema, names, events_table=events_table, page_size=REBUILD_PAGE
     )
+    runner.read_page = read
     try:
         with runner.connect() as conn:
             runner.acquire(conn)
@@ -162,6 +169,8 @@ def _replay(
                 pass
     except BaseException as error:  # reported by ``rebuild`` in the calling thread
         failures.append(error)
+    finally:
+        leave()
 
 
 def wait_for(

@@ -71,6 +71,8 @@ class ProjectionRunner:
         """Projections this runner leads -> their committed position."""
         self.tables: ProjectionTables | None = None
         self.batches = 0
+        self.read_page = read_page
+        """Where pages come from (``rebuild`` shares them between its groups)."""
 
     # --- connection, tables, leadership --------------------------------------
     def connect(self, stop: threading.Event | None = None) -> Conn:
@@ -142,7 +144,9 @@ class ProjectionRunner:
         moved = False
         for position, names in sorted(groups.items()):
             stop = min(targets[n] for n in names) if targets is not None else None
-            events, end = read_page(conn, self._tables(), position, self.page_size, names, stop)
+            events, end = self.read_page(
+                conn, self._tables(), position, self.page_size, names, stop
+            )
             if end == position:
                 continue
             apply_batch(conn, self._tables(), self.caches, names, events, position, end)
