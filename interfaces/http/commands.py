@@ -282,6 +282,10 @@ async def publish(request: Request) -> Response:
     s = services(request)
     ws, user = path_param(request, "ws"), path_param(request, "user")
     await s.guard(request, "publish", ws)
+    # Refuse before planning, or every refused publish leaves a planned pipeline behind.
+    # (A lock taken between this check and request_run still does; the check is cheap.)
+    workspace = await run_in_threadpool(s.app.workspace, ws)
+    workspace.ensure_not_publishing()
     planned = await run_in_threadpool(s.app.plan, ws, user)
     pipeline = await run_in_threadpool(s.app.request_run, planned.pipeline_id)
     return await _run_reply(s, request, planned.pipeline_id, pipeline.state)

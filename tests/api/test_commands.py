@@ -509,8 +509,11 @@ def test_a_running_pipeline_holds_the_workspace(
     assert_error(api.post(f"/pipelines/{running}/run"), 409, "conflict")
     assert_error(api.post(f"/pipelines/{running}/retry"), 409, "conflict")
     assert api.ok("GET", f"/pipelines/{other}")["state"] == "planned"
-    # the refused commands recorded nothing but bob's plan (already counted before)
-    assert api.head() - before <= 2  # the worker may renew its lease meanwhile
+    bobs = api.ok("GET", f"/pipelines?workspace={ws}&user=bob")["pipelines"]
+    assert [p["pipeline_id"] for p in bobs] == [other], "a refused publish left a plan behind"
+    # the refused commands recorded nothing; the worker may have renewed its lease meanwhile
+    since = api.runtime.app.recorder.select_notifications(before + 1, 1000)
+    assert {str(n.originator_id) for n in since} <= {running}, [n.topic for n in since]
 
     gate_closed.gate.open()
     assert api.wait_state(running, "completed")["counts"]["edit"]["published"] == 1
