@@ -14,9 +14,7 @@ to choose between them honestly:
 - a 401/403 is fatal at once (retrying can't fix credentials); any other 4xx
   is this record's problem: ``EntryRejected`` with the service's body as details.
 
-Throughput: calls go through ``Http1Pool`` (one keep-alive connection per
-lane, ``concurrency`` lanes), not httpx, whose per-request CPU capped a
-connector at a fraction of what the sandbox serves; see ``http1``.
+Throughput: calls go through aiohttp (see ``http_client`` for why not httpx).
 """
 
 from __future__ import annotations
@@ -38,10 +36,9 @@ from application.connector import (
     RecordPage,
     TransientFailure,
 )
-from infrastructure.connectors.http1 import (
+from infrastructure.connectors.http_client import (
     ConnectError,
-    ConnectTimeout,
-    Http1Pool,
+    HttpClient,
     Response,
     TransportError,
 )
@@ -93,7 +90,7 @@ class _Attempt:
     def unavailable(self) -> bool:
         """No sign of a working service: connection failed, or a 503."""
         if self.response is None:
-            return isinstance(self.error, ConnectError | ConnectTimeout)
+            return isinstance(self.error, ConnectError)
         return self.response.status == 503
 
     def describe(self) -> str:
@@ -137,8 +134,7 @@ class SandboxConnector(Connector):
         self._successes = 0
         """Answered calls of this connector so far: a sign of life for the outage check."""
         headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else {}
-        # One connection per lane: the pool's lanes are the concurrency bound.
-        self._http = Http1Pool(base_url, size=concurrency, timeout=timeout, headers=headers)
+        self._http = HttpClient(base_url, size=concurrency, timeout=timeout, headers=headers)
 
     async def create(self, folder: str, fields: dict[str, Any], idempotency_key: str) -> Record:
         response = await self._call(
