@@ -156,10 +156,12 @@ class ProjectionRunner:
             if end - position < self.page_size:
                 continue  # live work: a short page, the tables hardly grew
             self.batches += 1
-            if self.batches & (self.batches - 1) == 0 and self.batches >= 4:
+            if self.batches & (self.batches - 1) == 0:
                 # Tables grow from empty while catching up; plans chosen for an
                 # empty table (full scans) get slower with every page unless the
-                # statistics follow, so refresh them at 4, 8, 16, ... full pages.
+                # statistics follow (FileIndex's two unique keys share a prefix: without
+                # them the filename lookup walks the primary key's whole folder), so
+                # refresh them at 1, 2, 4, 8, ... full pages.
                 # Never for live batches: ANALYZE of big tables there is a stall.
                 self.analyze(conn)
         return moved
