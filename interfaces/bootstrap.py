@@ -54,6 +54,8 @@ class Runtime:
     app: PublishdApplication
     views: PostgresViews
     tokens: TokenStore
+    feeds: list[EventFeed] = field(default_factory=list)
+    """The event feeds of the HTTP apps built on this runtime (ended on a stop signal)."""
     _connectors: dict[tuple[str, str], Connector] = field(default_factory=dict)
 
     @classmethod
@@ -135,6 +137,7 @@ def build_http_app(
     authenticator = Authenticator(runtime.tokens)
     worker = runtime.worker() if with_worker else None
     feed = EventFeed.for_recorder(runtime.app.recorder, runtime.database.conninfo)
+    runtime.feeds.append(feed)
 
     async def authenticate(request: Any) -> Any:
         return await authenticator.authenticate(request)

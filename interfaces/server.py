@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
@@ -25,6 +26,23 @@ def local_admin_token(runtime: Runtime) -> str:
     return token
 
 
+class _Server(uvicorn.Server):
+    """uvicorn, ending our endless streams as soon as a stop signal arrives.
+
+    uvicorn waits for open connections before it runs the lifespan shutdown;
+    SSE streams notice by themselves, NDJSON streams would hold it open.
+    """
+
+    def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
+        super().__init__(config)
+        self._runtime = runtime
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        for feed in self._runtime.feeds:
+            feed.end_streams()
+        super().handle_exit(sig, frame)
+
+
 def serve(settings: Settings, *, announce: bool = True) -> int:
     runtime = Runtime.build(settings)
     try:
@@ -42,7 +60,7 @@ def serve(settings: Settings, *, announce: bool = True) -> int:
         # normal return, so a stopped server exits 0.
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: None)
-        uvicorn.run(
+        config = uvicorn.Config(
             app,
             host=settings.host,
             port=settings.port,
@@ -50,6 +68,7 @@ def serve(settings: Settings, *, announce: bool = True) -> int:
             access_log=False,
             timeout_graceful_shutdown=10,
         )
+        _Server(config, runtime).run()
     finally:
         runtime.close()
     return 0

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -116,11 +117,35 @@ def server(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
             proc.stdout.close()
 
 
-def test_serve_answers_and_shuts_down_cleanly_on_sigterm(
-    server: tuple[subprocess.Popen[str], str],
+def test_serve_answers_and_shuts_down_cleanly_on_sigterm_with_a_stream_open(
+    server: tuple[subprocess.Popen[str], str], database: Database, schema: str
 ) -> None:
     proc, url = server
     assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
     assert httpx.get(f"{url}/workspaces/x").status_code == 401
+    store = TokenStore(database.conninfo, schema)
+    store.open()
+    try:
+        token = store.create_token(None, ["read"], admin=True)
+    finally:
+        store.close()
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/x-ndjson"}
+    ended = threading.Event()
+    opened = threading.Event()
+
+    def follow() -> None:
+        with httpx.stream("GET", f"{url}/events", headers=headers, timeout=None) as response:
+            assert response.status_code == 200
+            opened.set()
+            for _ in response.iter_lines():
+                pass
+        ended.set()
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    assert opened.wait(20)
+    started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
+    assert time.monotonic() - started < 8  # well inside the 10 s grace: the stream was ended
+    assert ended.wait(5)
