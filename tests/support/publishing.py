@@ -143,7 +143,7 @@ class Harness:
 
 @contextmanager
 def harness(database: Database, schema: str, **faults: Any) -> Iterator[Harness]:
-    settings = Settings(database_url=database.conninfo, db_schema=schema, lease_seconds=5)
+    settings = Settings(database_url=database.conninfo, db_schema=schema)
     runtime = Runtime.build(settings)
     stop = threading.Event()
     projector = threading.Thread(target=runtime.run_projections, args=(stop,), daemon=True)
