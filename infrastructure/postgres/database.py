@@ -47,6 +47,19 @@ class Database:
         return psycopg.connect(self.conninfo, **kwargs)
 
 
+DDL_LOCK_KEY = 0x7075_626C_6464  # "publdd": one key for every publishd CREATE
+
+
+def lock_for_ddl(conn: psycopg.Connection[Any]) -> None:
+    """Serialise schema creation across processes, until the transaction ends.
+
+    Concurrent ``CREATE ... IF NOT EXISTS`` / ``CREATE OR REPLACE`` of the same
+    objects race in PostgreSQL ("tuple concurrently updated", duplicate type
+    names), so processes starting together would crash on start.
+    """
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK_KEY,))
+
+
 def from_url(url: str) -> Database:
     parsed = urlparse(url)
     if parsed.scheme not in ("postgres", "postgresql"):

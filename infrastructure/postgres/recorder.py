@@ -44,8 +44,11 @@ from eventsourcing.postgres import (
 )
 from eventsourcing.utils import retry
 from psycopg import Connection
+from psycopg.errors import DuplicateObject
 from psycopg.rows import DictRow, scalar_row
 from psycopg.sql import SQL, Composable, Composed, Identifier, Literal
+
+from infrastructure.postgres.database import lock_for_ddl
 
 COPY_THRESHOLD = 256
 """Saves larger than this go through COPY and the staging table (measured
@@ -68,6 +71,26 @@ class PublishdApplicationRecorder(PostgresApplicationRecorder):
         # kwargs pass through, so a process recorder can mix this class in
         # and still receive its tracking_table_name.
         super().__init__(datastore, events_table_name=events_table_name, **kwargs)
+
+    def create_table(self) -> None:
+        """The stock DDL, in one transaction serialised across processes.
+
+        Stock creation runs each ``CREATE TYPE`` in its own transaction and then
+        the rest; two processes starting together race on those objects
+        ("tuple concurrently updated"). Under one advisory lock the second
+        process waits, then finds everything in place.
+        """
+        with self.datastore.transaction(commit=True) as curs:
+            lock_for_ddl(curs.connection)
+            for statement in self.sql_create_statements:
+                if "CREATE TYPE" in statement.as_string():
+                    try:
+                        with curs.connection.transaction():  # a savepoint
+                            curs.execute(statement, prepare=False)
+                    except DuplicateObject:
+                        pass
+            self._create_table(curs)
+        self.datastore.register_type_adapters()
         id_type = self.datastore.originator_id_type
         self._originator_ids_are_uuids = id_type == "uuid"
         events_table = SQL("{0}.{1}").format(

@@ -22,6 +22,8 @@ from typing import Any
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from infrastructure.postgres.database import lock_for_ddl
+
 SCOPES = frozenset({"read", "write", "publish", "admin"})
 TOKEN_PREFIX = "pd_"
 TICKET_PREFIX = "pdt_"
@@ -55,7 +57,8 @@ class TokenStore:
         self._pool.close()
 
     def create_tables(self) -> None:
-        with self._pool.connection() as conn:
+        with self._pool.connection() as conn, conn.transaction():
+            lock_for_ddl(conn)
             conn.execute(
                 sql.SQL(
                     "CREATE TABLE IF NOT EXISTS {} ("
