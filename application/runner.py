@@ -372,19 +372,4 @@ class UnresolvedReference(DomainError):
     """An @-reference whose target has no record id at the moment of sending."""
 
 
-def run_pipeline(
-    app: PublishdApplication,
-    pipeline_id: str,
-    worker: str,
-    connector_for: Callable[[Workspace], Connector],
-    *,
-    clock: Clock,
-    lease: timedelta,
-    concurrency: int,
-) -> PipelineRun:
-    return PipelineRun(
-        app, pipeline_id, worker, connector_for, clock=clock, lease=lease, concurrency=concurrency
-    )
-
-
-__all__ = ["Outcome", "PipelineRun", "RunStopped", "Unit", "run_pipeline"]
+__all__ = ["Outcome", "PipelineRun", "RunStopped", "Unit"]
