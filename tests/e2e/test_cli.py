@@ -149,3 +149,48 @@ def test_serve_answers_and_shuts_down_cleanly_on_sigterm_with_a_stream_open(
     assert proc.wait(timeout=30) == 0
     assert time.monotonic() - started < 8  # well inside the 10 s grace: the stream was ended
     assert ended.wait(5)
+
+
+def test_audit_shows_a_pipeline_at_a_past_version_and_exports_a_workspace(
+    server: tuple[subprocess.Popen[str], str],
+    env: dict[str, str],
+    database: Database,
+    schema: str,
+) -> None:
+    import json
+
+    from infrastructure.settings import Settings
+    from interfaces.bootstrap import Runtime
+
+    runtime = Runtime.build(Settings(database_url=database.conninfo, db_schema=schema))
+    try:
+        runtime.app.create_workspace("acme", {"type": "sandbox", "base_url": "http://x"})
+        runtime.app.register_schema("acme", "books", {})
+        runtime.app.write_draft_file("acme", "ann", "books/a.json", {"title": "A"})
+        pipeline = runtime.app.plan("acme", "ann")
+        runtime.app.request_cancel(pipeline.pipeline_id)
+        token = runtime.tokens.create_token("acme", ["read"])
+    finally:
+        runtime.close()
+
+    then = publishd(env, "audit", "pipeline", pipeline.pipeline_id, "--version", "2")
+    assert then.returncode == 0, then.stderr
+    assert json.loads(then.stdout) | {"counts": None} == json.loads(then.stdout) | {
+        "version": 2,
+        "state": "planned",
+        "counts": None,
+    }
+    now = json.loads(publishd(env, "audit", "pipeline", pipeline.pipeline_id).stdout)
+    assert now["state"] == "cancelled" and now["version"] == 3
+
+    _, url = server
+    export = publishd(env, "audit", "export", "--workspace", "acme", "--url", url, "--token", token)
+    assert export.returncode == 0, export.stderr
+    events = [json.loads(line) for line in export.stdout.splitlines()]
+    types = [e["type"] for e in events]
+    assert types[:2] == ["WorkspaceCreated", "SchemaRegistered"]
+    assert {"DraftFileWritten", "PipelinePlanned", "EntryPlanned", "PipelineCancelled"} <= set(
+        types
+    )
+    positions = [e["position"] for e in events]
+    assert positions == sorted(positions) and len(set(positions)) == len(positions)
