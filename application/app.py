@@ -123,13 +123,13 @@ class PublishdApplication(Application[UUID]):
             workspace.change_connector(connector)
             return self.save_all(workspace)
 
-        self._retrying(command)
+        self.retrying(command)
 
     def register_schema(
         self, workspace_id: str, folder: str, data: Mapping[str, Any]
     ) -> JsonObject:
         schema = FolderSchema.from_dict(folder, data)
-        self._retrying(lambda: self._register_schema(workspace_id, schema))
+        self.retrying(lambda: self._register_schema(workspace_id, schema))
         return schema.to_dict()
 
     def _register_schema(self, workspace_id: str, schema: FolderSchema) -> int:
@@ -137,7 +137,7 @@ class PublishdApplication(Application[UUID]):
         workspace.register_schema(schema)
         return self.save_all(workspace)
 
-    def _retrying(self, command: Callable[[], int]) -> int:
+    def retrying(self, command: Callable[[], int]) -> int:
         """Re-run a read-decide-save command when another writer moved an aggregate on."""
         for attempt in range(MAX_CONFLICT_RETRIES):
             try:
@@ -173,7 +173,7 @@ class PublishdApplication(Application[UUID]):
             draft.write_file(checked, content)
             return self.save_all(draft)
 
-        return self._retrying(command)
+        return self.retrying(command)
 
     def delete_draft_file(self, workspace_id: str, user: str, path: str) -> int:
         workspace = self.workspace(workspace_id)
@@ -186,7 +186,7 @@ class PublishdApplication(Application[UUID]):
             draft.delete_file(checked, on_main=on_main)
             return self.save_all(draft)
 
-        return self._retrying(command)
+        return self.retrying(command)
 
     def discard_draft(self, workspace_id: str, user: str) -> int:
         self.workspace(workspace_id)
@@ -198,7 +198,7 @@ class PublishdApplication(Application[UUID]):
             draft.discard()
             return self.save_all(draft)
 
-        return self._retrying(command)
+        return self.retrying(command)
 
     def draft_changes(self, workspace_id: str, user: str) -> JsonObject:
         self.workspace(workspace_id)
@@ -291,7 +291,7 @@ class PublishdApplication(Application[UUID]):
     def _retrying_lock(self, command: Callable[[], int]) -> int:
         """A lost race for the workspace lock surfaces as publish_in_progress."""
         try:
-            return self._retrying(command)
+            return self.retrying(command)
         except IntegrityError:
             raise PublishInProgress("another command is publishing in this workspace") from None
 
@@ -334,7 +334,7 @@ class PublishdApplication(Application[UUID]):
             pipeline.request_cancel()
             return self.save_all(pipeline)
 
-        self._retrying(command)
+        self.retrying(command)
         return self.pipeline(pipeline_id)
 
     # --- pulls ---------------------------------------------------------------

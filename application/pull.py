@@ -139,7 +139,7 @@ def _record_page(
         pull.record_page(folder, page_no, counts)
         return app.save_all(pull, workspace)
 
-    app._retrying(command)
+    app.retrying(command)
 
 
 __all__ = ["FilenameAllocator", "run_pull", "slugify"]
