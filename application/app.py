@@ -41,6 +41,7 @@ from domain.schema import FolderSchema
 from domain.workspace import Workspace
 
 T = TypeVar("T", bound=Aggregate)
+R = TypeVar("R")
 
 READ_TIMEOUT_S = 10.0
 MAX_CONFLICT_RETRIES = 5
@@ -137,7 +138,7 @@ class PublishdApplication(Application[UUID]):
         workspace.register_schema(schema)
         return self.save_all(workspace)
 
-    def retrying(self, command: Callable[[], int]) -> int:
+    def retrying(self, command: Callable[[], R]) -> R:
         """Re-run a read-decide-save command when another writer moved an aggregate on."""
         for attempt in range(MAX_CONFLICT_RETRIES):
             try:
@@ -271,7 +272,7 @@ class PublishdApplication(Application[UUID]):
         another pipeline holds the lock.
         """
 
-        def command() -> int:
+        def command() -> PublishPipeline:
             pipeline = self.pipeline(pipeline_id)
             workspace = self.workspace(pipeline.workspace_id)
             if pipeline.state in (PLANNED, FAILED):
@@ -283,12 +284,12 @@ class PublishdApplication(Application[UUID]):
                     raise StalePlan(reason, {"pipeline_id": pipeline_id})
             pipeline.request_run()
             workspace.acquire_publish_lock(pipeline_id)
-            return self.save_all(pipeline, workspace)
+            self.save_all(pipeline, workspace)
+            return pipeline
 
-        self._retrying_lock(command)
-        return self.pipeline(pipeline_id)
+        return self._retrying_lock(command)
 
-    def _retrying_lock(self, command: Callable[[], int]) -> int:
+    def _retrying_lock(self, command: Callable[[], R]) -> R:
         """A lost race for the workspace lock surfaces as publish_in_progress."""
         try:
             return self.retrying(command)
@@ -312,30 +313,28 @@ class PublishdApplication(Application[UUID]):
         return None
 
     def request_retry(self, pipeline_id: str) -> PublishPipeline:
-        def command() -> int:
+        def command() -> PublishPipeline:
             pipeline = self.pipeline(pipeline_id)
             workspace = self.workspace(pipeline.workspace_id)
             pipeline._require("retry")
-            if workspace.main_version != pipeline.last_main_version:
-                raise StalePlan(
-                    "main moved since this pipeline last changed it: plan again",
-                    {"pipeline_id": pipeline_id},
-                )
+            reason = self._staleness(pipeline, workspace)  # main only: it is not planned
+            if reason is not None:
+                raise StalePlan(reason, {"pipeline_id": pipeline_id})
             pipeline.request_retry()
             workspace.acquire_publish_lock(pipeline_id)
-            return self.save_all(pipeline, workspace)
+            self.save_all(pipeline, workspace)
+            return pipeline
 
-        self._retrying_lock(command)
-        return self.pipeline(pipeline_id)
+        return self._retrying_lock(command)
 
     def request_cancel(self, pipeline_id: str) -> PublishPipeline:
-        def command() -> int:
+        def command() -> PublishPipeline:
             pipeline = self.pipeline(pipeline_id)
             pipeline.request_cancel()
-            return self.save_all(pipeline)
+            self.save_all(pipeline)
+            return pipeline
 
-        self.retrying(command)
-        return self.pipeline(pipeline_id)
+        return self.retrying(command)
 
     # --- pulls ---------------------------------------------------------------
     def start_pull(self, workspace_id: str, folders: list[str] | None) -> Pull:

@@ -82,7 +82,7 @@ class PipelineRun:
     def __init__(
         self,
         app: PublishdApplication,
-        pipeline_id: str,
+        pipeline: PublishPipeline,
         worker: str,
         connector_for: Callable[[Workspace], Connector],
         *,
@@ -90,14 +90,15 @@ class PipelineRun:
         lease: timedelta,
         concurrency: int,
     ) -> None:
+        """``pipeline``: as this worker just claimed (and saved) it."""
         self.app = app
-        self.pipeline_id = pipeline_id
+        self.pipeline_id = pipeline.pipeline_id
         self.worker = worker
         self.connector_for = connector_for
         self.clock = clock
         self.lease = lease
         self.concurrency = concurrency
-        self.pipeline: PublishPipeline = app.pipeline(pipeline_id)
+        self.pipeline: PublishPipeline = pipeline
         self.workspace: Workspace = app.workspace(self.pipeline.workspace_id)
         self.schemas: dict[str, FolderSchema] = self.workspace.folder_schemas()
         self.record_ids: dict[FilePath, str] = {}

@@ -54,24 +54,25 @@ class Worker:
         """Look for work now (a run was just requested in this process)."""
         self._wake.set()
 
-    def claim(self, pipeline_id: str) -> bool:
-        """Take the pipeline's lease if it is free or expired."""
+    def claim(self, pipeline_id: str) -> PublishPipeline | None:
+        """Take the pipeline's lease if it is free or expired; the claimed pipeline."""
         try:
             pipeline = self.app.pipeline(pipeline_id)
             pipeline.claim(self.name, self.clock(), self.lease)
             self.app.save_all(pipeline)
         except (DomainError, IntegrityError):
-            return False
-        return True
+            return None
+        return pipeline
 
     async def run_one(self, pipeline_id: str) -> str | None:
         """Claim and run one pipeline to its end; None if another worker has it."""
-        if not await asyncio.to_thread(self.claim, pipeline_id):
+        pipeline = await asyncio.to_thread(self.claim, pipeline_id)
+        if pipeline is None:
             return None
         run = await asyncio.to_thread(
             PipelineRun,
             self.app,
-            pipeline_id,
+            pipeline,
             self.name,
             self.connector_for,
             clock=self.clock,
@@ -108,16 +109,19 @@ class Worker:
                     log.error("run of %s crashed", pipeline_id, exc_info=task.exception())
         if len(self.active) >= self.max_pipelines:
             return
-        candidates = await asyncio.to_thread(self._runnable)
+        candidates = await asyncio.to_thread(self._runnable, set(self.active))
         for pipeline_id in candidates:
-            if pipeline_id in self.active or len(self.active) >= self.max_pipelines:
-                continue
+            if len(self.active) >= self.max_pipelines:
+                break
             self.active[pipeline_id] = asyncio.create_task(self.run_one(pipeline_id))
 
-    def _runnable(self) -> list[str]:
+    def _runnable(self, running_here: set[str]) -> list[str]:
+        """Running pipelines whose lease is free; those this worker runs are not loaded."""
         now = self.clock()
         runnable = []
         for pipeline_id in self.app.views.runnable_pipelines(50):
+            if pipeline_id in running_here:
+                continue
             pipeline = self.app.load(pipeline_id, PublishPipeline)
             if pipeline is not None and pipeline.state == RUNNING and pipeline.lease_expired(now):
                 runnable.append(pipeline_id)
