@@ -12,19 +12,22 @@ from application.projections.ports import (
     ProjectionContext,
 )
 
+DRAFT_EVENTS = frozenset(
+    {
+        "DraftStarted",
+        "DraftFileWritten",
+        "DraftFileDeleted",
+        "DraftFileReverted",
+        "DraftDiscarded",
+        "DraftRebased",
+    }
+)
+"""Every event of the Draft aggregate: what a projection of draft content reads."""
+
 
 class DraftFilesProjection(Projection[DraftFilesWriter]):
     name = "draft_files"
-    events = frozenset(
-        {
-            "DraftStarted",
-            "DraftFileWritten",
-            "DraftFileDeleted",
-            "DraftFileReverted",
-            "DraftDiscarded",
-            "DraftRebased",
-        }
-    )
+    events = DRAFT_EVENTS
 
     def apply(
         self, events: Sequence[ProjectedEvent], ctx: ProjectionContext, writer: DraftFilesWriter

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from application.projections.draft_files import DRAFT_EVENTS
 from application.projections.events import ProjectedEvent, folder_and_filename
 from application.projections.ports import (
     FileReferenceWriter,
@@ -131,19 +132,7 @@ def _parse(folder: str, data: JsonObject | None) -> FolderSchema | None:
 
 class FileReferenceProjection(Projection[FileReferenceWriter]):
     name = "file_reference"
-    events = frozenset(
-        {
-            "WorkspaceCreated",
-            "SchemaRegistered",
-            "MainChanged",
-            "DraftStarted",
-            "DraftFileWritten",
-            "DraftFileDeleted",
-            "DraftFileReverted",
-            "DraftDiscarded",
-            "DraftRebased",
-        }
-    )
+    events = frozenset({"WorkspaceCreated", "SchemaRegistered", "MainChanged"}) | DRAFT_EVENTS
 
     def apply(
         self, events: Sequence[ProjectedEvent], ctx: ProjectionContext, writer: FileReferenceWriter
