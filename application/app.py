@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
+from copy import deepcopy
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -75,6 +76,16 @@ class PublishdApplication(Application[UUID]):
         position = max((r.notification.id for r in recordings), default=0)
         self.last_position = max(self.last_position, position)
         return position
+
+    def _cache(self, aggregate: Aggregate) -> None:
+        """Hand the repository's cache a copy of an aggregate just saved.
+
+        The cache is fast-forwarded from the event store on every load, so any
+        saved version is a correct start; without this, the first command on a
+        new pipeline replays all its EntryPlanned events (~40 ms a thousand).
+        """
+        if self.repository.cache is not None:
+            self.repository.cache.put(aggregate.id, deepcopy(aggregate))
 
     def head(self) -> int:
         return self.recorder.max_notification_id() or 0
@@ -256,6 +267,7 @@ class PublishdApplication(Application[UUID]):
         )
         pipeline.plan_entries(list(plan.entries))
         self.save_all(pipeline)
+        self._cache(pipeline)
         return pipeline
 
     def pipeline(self, pipeline_id: str) -> PublishPipeline:

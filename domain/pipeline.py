@@ -15,6 +15,7 @@ concurrency because the new holder's ``LeaseAcquired`` moved the version on.
 
 from __future__ import annotations
 
+from copy import deepcopy
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -61,6 +62,24 @@ class PublishPipeline(Aggregate):
     @staticmethod
     def create_id(pipeline_id: str, **_: Any) -> UUID:
         return UUID(pipeline_id)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> PublishPipeline:
+        """The copy a command works on (the repository copies cached aggregates).
+
+        Entries are copied one level down: only their top-level fields change
+        after ``EntryPlanned``; the plan inside them (operation, deferred
+        fields, dependencies) never does, so the copy shares it. A plan of
+        thousands of entries copies in about a millisecond instead of a tenth
+        of a second.
+        """
+        clone = object.__new__(type(self))
+        memo[id(self)] = clone
+        for name, value in self.__dict__.items():
+            if name == "entries":
+                clone.__dict__[name] = {key: dict(entry) for key, entry in value.items()}
+            else:
+                clone.__dict__[name] = deepcopy(value, memo)
+        return clone
 
     @event("PipelinePlanned")
     def __init__(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -183,6 +184,29 @@ def test_replaying_the_events_rebuilds_the_same_state() -> None:
         copy = domain_event.mutate(copy)
     assert isinstance(copy, PublishPipeline)
     assert copy.state == pipeline.state and copy.entries == pipeline.entries
+
+
+def test_a_copy_is_independent_of_the_pipeline_it_was_copied_from() -> None:
+    """The repository hands commands a deepcopy of its cached aggregate: a command
+    on the copy (even one whose save then fails) must leave the cached one as it was."""
+    original = planned()
+    original.request_run()
+    original.collect_events()
+    before = {key: dict(entry) for key, entry in original.entries.items()}
+    clone = copy.deepcopy(original)
+    assert clone.entries == original.entries and clone.version == original.version
+
+    clone.claim(W, NOW, LEASE)
+    clone.start_phase(W, "edit")
+    clone.dispatch(W, "edit:books/a.json", "key-1")
+    clone.publish_entry(W, "edit:books/a.json", "r1", {"t": 1}, 2)
+    clone.fail_entry(W, "create:books/b.json", "boom")
+
+    assert original.entries == before
+    assert original.version < clone.version and original.lease_owner is None
+    assert original.phase is None and original.last_main_version == 1
+    assert not original.collect_events()
+    assert len(clone.collect_events()) == 5
 
 
 # --- workspace, draft, pull -----------------------------------------------------------
