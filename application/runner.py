@@ -49,6 +49,11 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 MAX_SAVE_ATTEMPTS = 8
+WINDOWS_AHEAD = 2
+"""Intents saved ahead of the calls, in windows of ``concurrency`` calls: while one
+round saves, a full window of saved intents waits to start as calls finish, so a
+fast service never idles on the database (double buffering). The price: after a
+cancel, up to this many windows of already-recorded calls still go out."""
 
 
 @dataclass
@@ -186,7 +191,8 @@ class PipelineRun:
         While one round saves (in a thread), calls whose intents earlier rounds
         saved keep starting as slots free up (``ready``), and their outcomes
         gather for the next round. A round records every outcome since the last
-        one plus intents for up to ``concurrency`` calls ahead. Units of one
+        one plus intents for up to ``WINDOWS_AHEAD * concurrency`` calls ahead
+        (counting the ones ready but not started). Units of one
         phase never depend on each other (dependencies point at earlier
         phases), so outcomes need not gate dispatch within a phase. An intent
         saved but not yet sent when the worker dies is re-sent with its key on
@@ -208,7 +214,7 @@ class PipelineRun:
             if saving is None:
                 round_ = _Round(outcomes=done)
                 done = []
-                ahead = self.concurrency - len(ready)
+                ahead = WINDOWS_AHEAD * self.concurrency - len(ready)
                 while queue and not stopping and len(round_.intents) < ahead:
                     unit = queue.pop(0)
                     reason = self._blocked_by(unit)
