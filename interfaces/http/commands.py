@@ -7,10 +7,10 @@ to ``services.guard``.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, TypeVar
 
+import orjson
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
@@ -37,11 +37,13 @@ async def read_json(request: Request) -> Any:
     if not raw:
         raise ApiError("invalid_request", "the request needs a JSON body")
     try:
-        value = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # orjson, unlike the json module, refuses what JSON does not allow and
+        # publishd could not store: NaN, Infinity, lone surrogates, invalid UTF-8.
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):
+            raise ApiError("invalid_request", "the body is nested too deeply") from None
         raise ApiError("invalid_request", f"the body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ApiError("invalid_request", "the body is nested too deeply") from None
     _check_storable(value)
     return value
 

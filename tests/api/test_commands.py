@@ -312,13 +312,21 @@ def test_file_and_draft_errors(api: Publishd, ws: str) -> None:
         b'{"list": [1, {"deep": ["\\u0000"]}]}',
         b'{"a":' * 65 + b"1" + b"}" * 65,
         b"[" * 5000 + b"]" * 5000,
+        b'{"pages": NaN}',
+        b'{"pages": [Infinity, -Infinity]}',
+        b'{"title": "\\ud800"}',
     ],
-    ids=["nul-value", "nul-key", "nul-nested", "65-levels", "5000-levels"],
+    ids=[
+        "nul-value", "nul-key", "nul-nested", "65-levels", "5000-levels",
+        "nan", "infinity", "lone-surrogate",
+    ],
 )
 def test_bodies_that_would_break_their_readers_are_refused(
     api: Publishd, ws: str, raw: bytes
 ) -> None:
-    """A NUL stops every jsonb projection; deep nesting overflows the recursion limit."""
+    """A NUL, NaN or Infinity (not JSON, though Python's json module reads them) stops
+    every jsonb projection; a lone surrogate cannot be encoded as UTF-8 to be stored;
+    deep nesting overflows the recursion limit."""
     before = api.head()
     url = f"{draft_url(ws)}/files/books/bad.json"
     assert_error(api.put(url, content=raw), 422, "invalid_request")
