@@ -16,7 +16,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from application.projections.draft_files import DRAFT_EVENTS
-from application.projections.events import ProjectedEvent, folder_and_filename
+from application.projections.events import (
+    Content,
+    ProjectedEvent,
+    folder_and_filename,
+    parse_content,
+)
 from application.projections.ports import (
     FileReferenceWriter,
     Projection,
@@ -40,7 +45,7 @@ def references_of(
     workspace: str,
     branch: str,
     path: str,
-    content: JsonObject,
+    content: Content,
     schema: FolderSchema | None,
     may_refer: bool = True,
 ) -> list[ReferenceRow]:
@@ -51,15 +56,18 @@ def references_of(
     a row keeps only the target. ``may_refer=False`` (the event's JSON has no
     ``@``) skips the walk for @-references.
     """
+    if not may_refer and (schema is None or not schema.fields):
+        return []  # (nothing to look for: the content is not even parsed)
     rows: dict[tuple[str, str | None, str | None], ReferenceRow] = {}
-    for raws in ref_strings_by_field(content).values() if may_refer else ():
+    parsed = parse_content(content)
+    for raws in ref_strings_by_field(parsed).values() if may_refer else ():
         for raw in raws:
             target = target_of(raw)
             if target is not None and (target.folder, target.filename, None) not in rows:
                 rows[(target.folder, target.filename, None)] = ReferenceRow(
                     workspace, branch, path, target.folder, target.filename, None, "filename"
                 )
-    for _, folder, record_id in iter_resolved_refs(content, schema):
+    for _, folder, record_id in iter_resolved_refs(parsed, schema):
         if (folder, None, record_id) not in rows:
             rows[(folder, None, record_id)] = ReferenceRow(
                 workspace, branch, path, folder, None, record_id, "record_id"
@@ -73,7 +81,7 @@ class _Batch:
         self.schemas: dict[tuple[str, str], FolderSchema | None] = {}
         self.new_schemas: dict[tuple[str, str], JsonObject] = {}
         self.cleared: list[tuple[str, str]] = []
-        self.sources: dict[SourceKey, tuple[JsonObject, FolderSchema | None, bool] | None] = {}
+        self.sources: dict[SourceKey, tuple[Content, FolderSchema | None, bool] | None] = {}
         """Each source's last content in the batch and the schema it was written under;
         the pointers are read at flush, only from the contents that survive the batch."""
 
@@ -92,7 +100,7 @@ class _Batch:
         workspace: str,
         branch: str,
         path: str,
-        content: JsonObject | None,
+        content: Content | None,
         may_refer: bool = True,
     ) -> None:
         key = SourceKey(workspace, branch, path)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import ClassVar, Generic, NamedTuple, TypeVar
 from uuid import UUID
 
-from application.projections.events import ProjectedEvent
+from application.projections.events import Content, ProjectedEvent
 from domain.json_types import JsonObject
 
 # --- rows -------------------------------------------------------------------
@@ -28,14 +28,14 @@ class MainFileRow(NamedTuple):
     path: str
     folder: str
     record_id: str | None
-    content: JsonObject
+    content: Content
 
 
 class DraftFileRow(NamedTuple):
     workspace: str
     user: str
     path: str
-    content: JsonObject | None
+    content: Content | None
     """``None``: the draft deletes this main file."""
 
 

@@ -1,7 +1,7 @@
 """Pages of events read and decoded once for groups of projections replaying side by side.
 
 A rebuild replays its projection groups in parallel, from the same position
-with the same page size, so their pages coincide. Decoding (``orjson.loads``) is
+with the same page size, so their pages coincide. Decoding (msgspec) is
 the largest part of the Python work, and it holds the GIL: decoding each page
 once per group would undo most of what running the groups side by side gains.
 The first group to ask for a page reads and decodes it for all of them; the

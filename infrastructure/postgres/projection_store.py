@@ -1,21 +1,21 @@
 """PostgreSQL adapters of the projection ports: each writer call is a few set-based statements.
 
 Rows travel as ONE JSON document per statement (an array of rows, each an
-array of columns), encoded by the json module's C encoder in a single call and
-unpacked on the server with ``jsonb_array_elements``: a file's content rides
-inside its row, so it is not serialised on its own, and no per-value Python
-work (like psycopg's array dumpers) is left. The statements run on the
+array of columns), encoded by msgspec in a single call and unpacked on the
+server with ``jsonb_array_elements``: a file's content rides inside its row as
+the JSON text it was recorded as, so it is neither parsed nor serialised again,
+and no per-value Python work (like psycopg's array dumpers) is left. The statements run on the
 runner's connection inside the batch's transaction, so the view change commits
 together with the tracking position.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
+import msgspec
 from psycopg import Connection
 
 from application.projections.ports import (
@@ -41,16 +41,19 @@ def columns(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:
     return cols
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+_ENCODER = msgspec.json.Encoder()
 
 
 def rows_json(rows: Iterable[Sequence[Any]]) -> str:
-    """Rows (tuples, named or not) -> ``[[col, ...], ...]``, the parameter of ``ROWS``."""
-    return _ENCODER.encode(rows if isinstance(rows, list) else list(rows))
+    """Rows (tuples, named or not) -> ``[[col, ...], ...]``, the parameter of ``ROWS``.
+
+    A file's ``Content`` is written into the document as the JSON text it is.
+    """
+    return _ENCODER.encode(rows if isinstance(rows, list) else list(rows)).decode()
 
 
 def dumps(value: Any) -> str | None:
-    return None if value is None else _ENCODER.encode(value)
+    return None if value is None else _ENCODER.encode(value).decode()
 
 
 class ProjectionCaches:

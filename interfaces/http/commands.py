@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, TypeVar
 
-import orjson
+import msgspec
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
@@ -32,17 +32,20 @@ def services(request: Request) -> Services:
     return found
 
 
+_BODY = msgspec.json.Decoder()
+
+
 async def read_json(request: Request) -> Any:
     raw = await request.body()
     if not raw:
         raise ApiError("invalid_request", "the request needs a JSON body")
     try:
-        # orjson, unlike the json module, refuses what JSON does not allow and
+        # msgspec, unlike the json module, refuses what JSON does not allow and
         # publishd could not store: NaN, Infinity, lone surrogates, invalid UTF-8.
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        if "depth limit" in str(exc):
-            raise ApiError("invalid_request", "the body is nested too deeply") from None
+        value = _BODY.decode(raw)
+    except RecursionError:
+        raise ApiError("invalid_request", "the body is nested too deeply") from None
+    except msgspec.DecodeError as exc:
         raise ApiError("invalid_request", f"the body is not valid JSON: {exc}") from None
     _check_storable(value)
     return value
