@@ -14,7 +14,7 @@ import unicodedata
 from application.app import PublishdApplication
 from application.connector import Connector
 from application.records import record_to_file
-from domain.json_types import JsonObject
+from domain.json_types import JsonObject, json_equal
 from domain.pull import Pull
 from domain.schema import FolderSchema
 
@@ -96,7 +96,7 @@ async def _pull_folder(
                 path = f"{folder}/{names.allocate(content, record.id)}"
                 changes.append({"path": path, "content": content, "record_id": record.id})
                 counts["created"] += 1
-            elif existing[1] != content:
+            elif not json_equal(existing[1], content):
                 path = f"{folder}/{existing[0]}"
                 changes.append({"path": path, "content": content, "record_id": record.id})
                 counts["updated"] += 1

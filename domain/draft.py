@@ -14,7 +14,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.errors import NotFound
 from domain.ids import draft_uuid
-from domain.json_types import JsonObject
+from domain.json_types import JsonObject, json_equal
 
 
 class Draft(Aggregate):
@@ -29,7 +29,7 @@ class Draft(Aggregate):
         self.changes: dict[str, JsonObject | None] = {}
 
     def write_file(self, path: str, content: JsonObject) -> None:
-        if self.changes.get(path, ...) != content:
+        if not json_equal(self.changes.get(path, ...), content):
             self._file_written(path, content)
 
     @event("DraftFileWritten")

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from domain.errors import DanglingReferences, InvalidContent, NothingToPublish, UnknownFolder
-from domain.json_types import JsonObject
+from domain.json_types import JsonObject, json_equal
 from domain.paths import REF_PREFIX, FilePath, parse_path
 from domain.plan import PHASES, Plan, PlanEntry, entry_key
 from domain.references import (
@@ -147,7 +147,9 @@ def _changed_fields(
         if key in unsent:
             continue
         before = old.get(key)
-        if value == before or resolve_refs(value, lookup) == resolve_refs(before, lookup):
+        if json_equal(value, before) or json_equal(
+            resolve_refs(value, lookup), resolve_refs(before, lookup)
+        ):
             continue
         changed[key] = value
     for key, before in old.items():

@@ -257,6 +257,18 @@ def test_draft_changes_deletes_reverts_and_rebase() -> None:
     assert draft.changes == {}
 
 
+def test_a_draft_records_a_change_that_only_json_types_tell_apart() -> None:
+    draft = Draft(workspace_id="ws", user="u")
+    draft.write_file("books/a.json", {"inPrint": 1, "flags": [0]})
+    draft.write_file("books/a.json", {"inPrint": True, "flags": [0]})  # 1 == True in Python
+    draft.write_file("books/a.json", {"inPrint": True, "flags": [False]})
+    draft.write_file("books/a.json", {"inPrint": True, "flags": [False]})  # same: no event
+    draft.write_file("books/a.json", {"inPrint": 1.0, "flags": [False]})
+    draft.write_file("books/a.json", {"inPrint": 1, "flags": [False]})  # the same number
+    assert draft.version == 5
+    assert draft.changes["books/a.json"] == {"inPrint": 1.0, "flags": [False]}
+
+
 def test_a_pull_counts_pages_and_ends_once() -> None:
     pull = Pull(pull_id=str(uuid.uuid4()), workspace_id="ws", folders=["books"])
     pull.record_page("books", 0, {"created": 2, "unchanged": 1})

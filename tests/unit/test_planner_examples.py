@@ -67,6 +67,16 @@ def test_edit_only_sends_only_the_changed_field() -> None:
     assert result.phases() == [{"phase": "edit", "entries": 1}]
 
 
+def test_a_field_changed_from_1_to_true_is_an_edit() -> None:
+    main = main_files() | {"books/old-man.json": old_man(inPrint=1, flags=[0])}
+    result = run({"books/old-man.json": old_man(inPrint=True, flags=[False])}, main)
+
+    assert shape(result) == [("edit", "books/old-man.json")]
+    assert result.entries[0].operation["fields"] == {"inPrint": True, "flags": [False]}
+    with pytest.raises(NothingToPublish):
+        run({"books/old-man.json": old_man(inPrint=1.0, flags=[0])}, main)
+
+
 def test_create_only() -> None:
     result = run({"tags/love.json": {"label": "love", "createdOn": "x", "id": "ignored"}})
 
