@@ -3,10 +3,10 @@
 Rows travel as ONE JSON document per statement (an array of rows, each an
 array of columns), encoded by msgspec in a single call and unpacked on the
 server with ``jsonb_array_elements``: a file's content rides inside its row as
-the JSON text it was recorded as, so it is neither parsed nor serialised again,
-and no per-value Python work (like psycopg's array dumpers) is left. The statements run on the
-runner's connection inside the batch's transaction, so the view change commits
-together with the tracking position.
+the JSON text it was recorded as, so it is neither parsed nor serialised
+again, and no per-value Python work (like psycopg's array dumpers) is left.
+The statements run on the runner's connection inside the batch's transaction,
+so the view change commits together with the tracking position.
 """
 
 from __future__ import annotations
