@@ -8,6 +8,7 @@ server when the last one exits.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,12 @@ def from_url(url: str) -> Database:
 def embedded(data_dir: Path) -> Database:
     """Start (or join) the embedded PostgreSQL in ``data_dir/pg``."""
     # imported here: starting a server is never an import side effect
-    from pgserver.postgres_server import get_server
+    with warnings.catch_warnings():
+        # pgserver asks platformdirs for a runtime directory when imported;
+        # without XDG_RUNTIME_DIR (containers, CI) that warns and falls back to
+        # /tmp/runtime-UID, which serves: the warning is noise before the URL.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        from pgserver.postgres_server import get_server
 
     pgdata = (data_dir / "pg").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
