@@ -19,9 +19,7 @@ timestamps that the live run wrote.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, TypeAlias
-from uuid import UUID
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import msgspec
 
@@ -31,40 +29,51 @@ Content: TypeAlias = msgspec.Raw
 """A file's content as stored JSON text; ``parse_content`` turns it into objects."""
 
 
-@dataclass(frozen=True, slots=True)
-class ProjectedEvent:
+class ProjectedEvent(msgspec.Struct, frozen=True, gc=False):
+    """(A msgspec Struct rather than a frozen dataclass: a rebuild makes half a million
+    of them, and a frozen dataclass's ``__init__`` costs a Python-level
+    ``object.__setattr__`` per field.)"""
+
     notification_id: int
-    originator_id: UUID
+    originator_id: str
+    """The aggregate's UUID as text: the projections key their rows by it."""
     originator_version: int
     name: str
     """The event's class name (``MainChanged``), the last part of its topic."""
     timestamp: str
     """ISO 8601, as recorded: the only clock a projection may use."""
     data: JsonObject
-    """The event's fields; in ``MainChanged`` (``changes``) and ``DraftFileWritten``
-    only the fields the projections read, each ``content`` a ``Content`` or ``None``."""
+    """The event's fields; in ``MainChanged`` only ``changes`` (``FileChange``s) and in
+    ``DraftFileWritten`` only ``path`` and ``content`` (a ``Content`` or ``None``)."""
     may_refer: bool = True
     """Whether the stored JSON could hold an @-reference at all: without an ``@``
     (or its escape ``\\u0040``) anywhere in it, no content of the event is
     walked for @-references."""
 
 
-class _Stamp(msgspec.Struct):
-    _data_: str
+class FileChange(msgspec.Struct, gc=False):
+    """One file of a ``MainChanged``'s ``changes``: ``content`` is ``None`` for a removed file."""
 
-
-class _Change(msgspec.Struct):
     path: str
-    content: msgspec.Raw = msgspec.Raw(b"null")
+    if TYPE_CHECKING:
+        content: Content | None
+    else:
+        # Decoded as JSON text; ``decode`` turns a ``null`` into ``None`` in place
+        # (msgspec cannot decode into ``Raw | None``).
+        content: msgspec.Raw = msgspec.Raw(b"null")
     record_id: str | None = None
 
 
-class _MainChanged(msgspec.Struct):
+class _Stamp(msgspec.Struct, gc=False):
+    _data_: str
+
+
+class _MainChanged(msgspec.Struct, gc=False):
     timestamp: _Stamp
-    changes: list[_Change]
+    changes: list[FileChange]
 
 
-class _FileWritten(msgspec.Struct):
+class _FileWritten(msgspec.Struct, gc=False):
     timestamp: _Stamp
     path: str
     content: msgspec.Raw
@@ -98,7 +107,7 @@ def event_name(topic: str) -> str:
 
 def decode(
     notification_id: int,
-    originator_id: UUID,
+    originator_id: str,
     originator_version: int,
     topic: str,
     state: bytes | memoryview | str,
@@ -110,12 +119,10 @@ def decode(
     if name == "MainChanged":
         main = _MAIN_CHANGED.decode(raw)
         timestamp = main.timestamp._data_
-        data = {
-            "changes": [
-                {"path": c.path, "content": _content(c.content), "record_id": c.record_id}
-                for c in main.changes
-            ]
-        }
+        for change in main.changes:
+            if change.content is not None and _content(change.content) is None:
+                change.content = None
+        data = {"changes": main.changes}
     elif name == "DraftFileWritten":
         written = _FILE_WRITTEN.decode(raw)
         timestamp = written.timestamp._data_

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from application.projections.events import ProjectedEvent, folder_and_filename
+from application.projections.events import FileChange, ProjectedEvent, folder_and_filename
 from application.projections.ports import (
     FileIndexRow,
     FileIndexWriter,
@@ -30,22 +30,29 @@ Key = tuple[str, str, str]
 
 
 class _Overlay:
+    """The touched keys: each record's ``(filename, last_seen_at)`` (``None``: no row)
+    and each filename's record (rows are built at ``flush``, for the survivors only)."""
+
     def __init__(self) -> None:
-        self.by_record: dict[Key, FileIndexRow | None] = {}
+        self.by_record: dict[Key, tuple[str, str] | None] = {}
         self.by_filename: dict[Key, str | None] = {}
         self.seen: dict[Key, str] = {}
 
-    def upsert(self, row: FileIndexRow) -> None:
-        ws, folder = row.workspace, row.folder
-        rkey = (ws, folder, row.record_id)
+    def upsert(self, ws: str, folder: str, record_id: str, filename: str, at: str) -> None:
+        rkey = (ws, folder, record_id)
         previous = self.by_record.get(rkey)
         if previous is not None:
-            self.by_filename[(ws, folder, previous.filename)] = None
-        holder = self.by_filename.get((ws, folder, row.filename))
-        if holder is not None and holder != row.record_id:
+            if previous[0] == filename:  # (the common case: the same file changed again)
+                self.by_record[rkey] = (filename, at)
+                self.seen.pop(rkey, None)
+                return
+            self.by_filename[(ws, folder, previous[0])] = None
+        fkey = (ws, folder, filename)
+        holder = self.by_filename.get(fkey)
+        if holder is not None and holder != record_id:
             self.by_record[(ws, folder, holder)] = None
-        self.by_record[rkey] = row
-        self.by_filename[(ws, folder, row.filename)] = row.record_id
+        self.by_record[rkey] = (filename, at)
+        self.by_filename[fkey] = record_id
         self.seen.pop(rkey, None)
 
     def remove_filename(self, ws: str, folder: str, filename: str) -> None:
@@ -57,7 +64,7 @@ class _Overlay:
     def remove_record(self, ws: str, folder: str, record_id: str) -> None:
         previous = self.by_record.get((ws, folder, record_id))
         if previous is not None:
-            self.by_filename[(ws, folder, previous.filename)] = None
+            self.by_filename[(ws, folder, previous[0])] = None
         self.by_record[(ws, folder, record_id)] = None
         self.seen.pop((ws, folder, record_id), None)
 
@@ -66,14 +73,18 @@ class _Overlay:
         if rkey in self.by_record:
             row = self.by_record[rkey]
             if row is not None:
-                self.by_record[rkey] = row._replace(last_seen_at=at)
+                self.by_record[rkey] = (row[0], at)
         else:
             self.seen[rkey] = at
 
     def flush(self, writer: FileIndexWriter) -> None:
         removed = [FileKey(ws, folder, rid, None) for ws, folder, rid in self.by_record]
         removed += [FileKey(ws, folder, None, name) for ws, folder, name in self.by_filename]
-        rows = [row for row in self.by_record.values() if row is not None]
+        rows = [
+            FileIndexRow(ws, folder, rid, *row)
+            for (ws, folder, rid), row in self.by_record.items()
+            if row is not None
+        ]
         seen = [SeenRow(ws, folder, rid, at) for (ws, folder, rid), at in self.seen.items()]
         if removed or seen:
             writer.write(removed, rows, seen)
@@ -95,13 +106,12 @@ class FileIndexProjection(Projection[FileIndexWriter]):
             if ws is None:
                 continue
             if event.name == "MainChanged":
+                change: FileChange
                 for change in event.data["changes"]:
-                    folder, filename = folder_and_filename(change["path"])
-                    record_id = change.get("record_id")
-                    if change.get("content") is not None and record_id:
-                        overlay.upsert(
-                            FileIndexRow(ws, folder, record_id, filename, event.timestamp)
-                        )
+                    folder, filename = folder_and_filename(change.path)
+                    record_id = change.record_id
+                    if change.content is not None and record_id:
+                        overlay.upsert(ws, folder, record_id, filename, event.timestamp)
                     else:
                         overlay.remove_filename(ws, folder, filename)
                         if record_id:

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from application.projections.draft_files import DRAFT_EVENTS
 from application.projections.events import (
     Content,
+    FileChange,
     ProjectedEvent,
-    folder_and_filename,
     parse_content,
 )
 from application.projections.ports import (
@@ -81,7 +81,8 @@ class _Batch:
         self.schemas: dict[tuple[str, str], FolderSchema | None] = {}
         self.new_schemas: dict[tuple[str, str], JsonObject] = {}
         self.cleared: list[tuple[str, str]] = []
-        self.sources: dict[SourceKey, tuple[Content, FolderSchema | None, bool] | None] = {}
+        self.sources: dict[tuple[str, str, str], tuple[Content, FolderSchema | None, bool] | None]
+        self.sources = {}
         """Each source's last content in the batch and the schema it was written under;
         the pointers are read at flush, only from the contents that survive the batch."""
 
@@ -103,15 +104,16 @@ class _Batch:
         content: Content | None,
         may_refer: bool = True,
     ) -> None:
-        key = SourceKey(workspace, branch, path)
+        key = (workspace, branch, path)  # (a SourceKey at flush: cheaper per change)
         if content is None:
             self.sources[key] = None
         else:
-            schema = self.schema(workspace, folder_and_filename(path)[0])
+            folder = path.rpartition("/")[0]
+            schema = self.schemas.get((workspace, folder)) or self.schema(workspace, folder)
             self.sources[key] = (content, schema, may_refer)
 
     def clear_branch(self, workspace: str, branch: str) -> None:
-        for key in [k for k in self.sources if k.workspace == workspace and k.branch == branch]:
+        for key in [k for k in self.sources if k[0] == workspace and k[1] == branch]:
             del self.sources[key]
         self.cleared.append((workspace, branch))
 
@@ -124,7 +126,7 @@ class _Batch:
             self.writer.write(
                 [(ws, folder, data) for (ws, folder), data in self.new_schemas.items()],
                 self.cleared,
-                list(self.sources),
+                [SourceKey(*key) for key in self.sources],
                 rows,
             )
 
@@ -157,10 +159,9 @@ class FileReferenceProjection(Projection[FileReferenceWriter]):
                 if name == "SchemaRegistered":
                     batch.register(ws, data["folder"], data["schema"])
                 else:
+                    change: FileChange
                     for change in data["changes"]:
-                        batch.replace(
-                            ws, MAIN, change["path"], change.get("content"), event.may_refer
-                        )
+                        batch.replace(ws, MAIN, change.path, change.content, event.may_refer)
             else:
                 draft = ctx.draft_of(event.originator_id)
                 if draft is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from application.projections.events import ProjectedEvent, folder_and_filename
+from application.projections.events import Content, FileChange, ProjectedEvent
 from application.projections.ports import (
     MainFileRow,
     MainFilesWriter,
@@ -24,7 +24,9 @@ class MainFilesProjection(Projection[MainFilesWriter]):
     def apply(
         self, events: Sequence[ProjectedEvent], ctx: ProjectionContext, writer: MainFilesWriter
     ) -> None:
-        pending: dict[tuple[str, str], MainFileRow | None] = {}
+        # (workspace, path) -> (record_id, content), or None to remove; rows are
+        # built at the end, for the last change of each file only
+        pending: dict[tuple[str, str], tuple[str | None, Content] | None] = {}
         for event in events:
             if event.name == "WorkspaceCreated":
                 ctx.note(event)
@@ -34,18 +36,18 @@ class MainFilesProjection(Projection[MainFilesWriter]):
             workspace = ctx.workspace_of(event.originator_id)
             if workspace is None:
                 continue
+            change: FileChange
             for change in event.data["changes"]:
-                path = change["path"]
-                content = change.get("content")
-                if content is None:
-                    pending[(workspace, path)] = None
-                else:
-                    folder = folder_and_filename(path)[0]
-                    pending[(workspace, path)] = MainFileRow(
-                        workspace, path, folder, change.get("record_id"), content
-                    )
+                content = change.content
+                pending[(workspace, change.path)] = (
+                    None if content is None else (change.record_id, content)
+                )
         if pending:
             writer.write(
-                [key for key, row in pending.items() if row is None],
-                [row for row in pending.values() if row is not None],
+                [key for key, file in pending.items() if file is None],
+                [
+                    MainFileRow(ws, path, path.rpartition("/")[0], *file)
+                    for (ws, path), file in pending.items()
+                    if file is not None
+                ],
             )

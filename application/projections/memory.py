@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from uuid import UUID
 
 from application.projections.pipeline_status import slot
 from application.projections.ports import (
@@ -39,8 +38,8 @@ from domain.json_types import JsonObject
 
 @dataclass
 class MemoryTables:
-    workspaces: dict[UUID, str] = field(default_factory=dict)
-    drafts: dict[UUID, tuple[str, str]] = field(default_factory=dict)
+    workspaces: dict[str, str] = field(default_factory=dict)
+    drafts: dict[str, tuple[str, str]] = field(default_factory=dict)
     main_files: dict[tuple[str, str], MainFileRow] = field(default_factory=dict)
     draft_files: dict[tuple[str, str, str], DraftFileRow] = field(default_factory=dict)
     file_index: dict[tuple[str, str, str], FileIndexRow] = field(default_factory=dict)
@@ -71,16 +70,16 @@ class MemoryContext(ProjectionContext):
     def __init__(self, tables: MemoryTables) -> None:
         self.tables = tables
 
-    def workspace_of(self, originator_id: UUID) -> str | None:
+    def workspace_of(self, originator_id: str) -> str | None:
         return self.tables.workspaces.get(originator_id)
 
-    def draft_of(self, originator_id: UUID) -> tuple[str, str] | None:
+    def draft_of(self, originator_id: str) -> tuple[str, str] | None:
         return self.tables.drafts.get(originator_id)
 
-    def remember_workspace(self, originator_id: UUID, workspace_id: str) -> None:
+    def remember_workspace(self, originator_id: str, workspace_id: str) -> None:
         self.tables.workspaces[originator_id] = workspace_id
 
-    def remember_draft(self, originator_id: UUID, workspace_id: str, user: str) -> None:
+    def remember_draft(self, originator_id: str, workspace_id: str, user: str) -> None:
         self.tables.drafts[originator_id] = (workspace_id, user)
 
 

@@ -65,7 +65,7 @@ class PipelineEntriesProjection(Projection[PipelineEntriesWriter]):
     ) -> None:
         batch = _Batch(writer)
         for event in events:
-            pipeline_id = str(event.originator_id)
+            pipeline_id = event.originator_id
             data = event.data
             if event.name == "EntryPlanned":
                 key = (pipeline_id, data["phase"], data["path"])

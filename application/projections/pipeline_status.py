@@ -60,7 +60,7 @@ class _Batch:
 
     def change(self, event: ProjectedEvent, **fields: object) -> None:
         """Set columns of the pipeline's row, new in this batch or stored."""
-        pid = str(event.originator_id)
+        pid = event.originator_id
         fields["updated_at"] = event.timestamp
         row = self.rows.get(pid)
         if row is not None:
@@ -79,7 +79,7 @@ class _Batch:
 
     def count(self, event: ProjectedEvent, index: int) -> None:
         self.change(event)
-        pid = str(event.originator_id)
+        pid = event.originator_id
         row = self.rows.get(pid)
         (row.counts if row is not None else self.changes[pid].counts_delta)[index] += 1
 
@@ -120,7 +120,7 @@ class PipelineStatusProjection(Projection[PipelineStatusWriter]):
     ) -> None:
         batch = _Batch(writer)
         for event in events:
-            pid = str(event.originator_id)
+            pid = event.originator_id
             data, name, at = event.data, event.name, event.timestamp
             if name == "PipelinePlanned":
                 batch.rows[pid] = StatusRow(

@@ -15,7 +15,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar, Generic, NamedTuple, TypeVar
-from uuid import UUID
 
 from application.projections.events import Content, ProjectedEvent
 from domain.json_types import JsonObject
@@ -164,16 +163,16 @@ class ProjectionContext(ABC):
     """
 
     @abstractmethod
-    def workspace_of(self, originator_id: UUID) -> str | None: ...
+    def workspace_of(self, originator_id: str) -> str | None: ...
 
     @abstractmethod
-    def draft_of(self, originator_id: UUID) -> tuple[str, str] | None: ...
+    def draft_of(self, originator_id: str) -> tuple[str, str] | None: ...
 
     @abstractmethod
-    def remember_workspace(self, originator_id: UUID, workspace_id: str) -> None: ...
+    def remember_workspace(self, originator_id: str, workspace_id: str) -> None: ...
 
     @abstractmethod
-    def remember_draft(self, originator_id: UUID, workspace_id: str, user: str) -> None: ...
+    def remember_draft(self, originator_id: str, workspace_id: str, user: str) -> None: ...
 
     def note(self, event: ProjectedEvent) -> None:
         """Remember the names carried by a creation event."""

@@ -83,7 +83,7 @@ def read_page(
     with conn.cursor(binary=True) as cur:
         cur.execute(
             tables.q(
-                "SELECT notification_id, originator_id, originator_version, topic,"
+                "SELECT notification_id, originator_id::text, originator_version, topic,"
                 " CASE WHEN split_part(topic, '.', -1) = ANY(%s) THEN state END"
                 " FROM {events} WHERE notification_id > %s AND notification_id <= %s"
                 " ORDER BY notification_id LIMIT %s"

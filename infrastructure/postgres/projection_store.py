@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any
-from uuid import UUID
 
 import msgspec
 from psycopg import Connection
@@ -64,8 +63,8 @@ class ProjectionCaches:
     """
 
     def __init__(self) -> None:
-        self.workspaces: dict[UUID, str] = {}
-        self.drafts: dict[UUID, tuple[str, str]] = {}
+        self.workspaces: dict[str, str] = {}
+        self.drafts: dict[str, tuple[str, str]] = {}
         self.schemas: dict[tuple[str, str], JsonObject | None] = {}
 
     def clear(self) -> None:
@@ -79,15 +78,15 @@ class PostgresContext(ProjectionContext):
 
     def __init__(self, conn: Connection[Any], tables: ProjectionTables, caches: ProjectionCaches):
         self.conn, self.tables, self.caches = conn, tables, caches
-        self.new_workspaces: dict[UUID, str] = {}
-        self.new_drafts: dict[UUID, tuple[str, str]] = {}
+        self.new_workspaces: dict[str, str] = {}
+        self.new_drafts: dict[str, tuple[str, str]] = {}
 
-    def workspace_of(self, originator_id: UUID) -> str | None:
+    def workspace_of(self, originator_id: str) -> str | None:
         found = self.caches.workspaces.get(originator_id)
         if found is None:
             row = self.conn.execute(
                 self.tables.q(
-                    "SELECT workspace FROM {projection_workspaces} WHERE originator_id=%s"
+                    "SELECT workspace FROM {projection_workspaces} WHERE originator_id = %s::uuid"
                 ),
                 (originator_id,),
             ).fetchone()
@@ -95,12 +94,13 @@ class PostgresContext(ProjectionContext):
                 found = self.caches.workspaces[originator_id] = row[0]
         return found
 
-    def draft_of(self, originator_id: UUID) -> tuple[str, str] | None:
+    def draft_of(self, originator_id: str) -> tuple[str, str] | None:
         found = self.caches.drafts.get(originator_id)
         if found is None:
             row = self.conn.execute(
                 self.tables.q(
-                    'SELECT workspace, "user" FROM {projection_drafts} WHERE originator_id=%s'
+                    'SELECT workspace, "user" FROM {projection_drafts}'
+                    " WHERE originator_id = %s::uuid"
                 ),
                 (originator_id,),
             ).fetchone()
@@ -108,12 +108,12 @@ class PostgresContext(ProjectionContext):
                 found = self.caches.drafts[originator_id] = (row[0], row[1])
         return found
 
-    def remember_workspace(self, originator_id: UUID, workspace_id: str) -> None:
+    def remember_workspace(self, originator_id: str, workspace_id: str) -> None:
         if self.caches.workspaces.get(originator_id) != workspace_id:
             self.caches.workspaces[originator_id] = workspace_id
             self.new_workspaces[originator_id] = workspace_id
 
-    def remember_draft(self, originator_id: UUID, workspace_id: str, user: str) -> None:
+    def remember_draft(self, originator_id: str, workspace_id: str, user: str) -> None:
         if self.caches.drafts.get(originator_id) != (workspace_id, user):
             self.caches.drafts[originator_id] = (workspace_id, user)
             self.new_drafts[originator_id] = (workspace_id, user)
@@ -124,7 +124,7 @@ class PostgresContext(ProjectionContext):
             self.conn.execute(
                 q(
                     "INSERT INTO {projection_workspaces}"
-                    " SELECT * FROM unnest(%b::uuid[], %b::text[])"
+                    " SELECT * FROM unnest(%b::text[]::uuid[], %b::text[])"
                     " ON CONFLICT DO NOTHING"
                 ),
                 (list(self.new_workspaces), list(self.new_workspaces.values())),
@@ -134,7 +134,7 @@ class PostgresContext(ProjectionContext):
             self.conn.execute(
                 q(
                     "INSERT INTO {projection_drafts}"
-                    " SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[])"
+                    " SELECT * FROM unnest(%b::text[]::uuid[], %b::text[], %b::text[])"
                     " ON CONFLICT DO NOTHING"
                 ),
                 (list(self.new_drafts), ws, users),

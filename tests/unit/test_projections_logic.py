@@ -12,7 +12,6 @@ import pathlib
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
-from uuid import UUID
 
 import pytest
 from eventsourcing.domain import Aggregate
@@ -66,7 +65,7 @@ def recorded(*aggregates: Aggregate) -> list[ProjectedEvent]:
             events.append(
                 decode(
                     next(_ids),
-                    UUID(str(stored.originator_id)),
+                    str(stored.originator_id),
                     stored.originator_version,
                     stored.topic,
                     stored.state,
