@@ -48,7 +48,7 @@ class ProjectedEvent(msgspec.Struct, frozen=True, gc=False):
     may_refer: bool = True
     """Whether the stored JSON could hold an @-reference at all: without an ``@``
     (or its escape ``\\u0040``) anywhere in it, no content of the event is
-    walked for @-references."""
+    walked for @-references. (Looked for in the events that carry files only.)"""
 
 
 class FileChange(msgspec.Struct, gc=False):
@@ -109,13 +109,16 @@ def decode(
     notification_id: int,
     originator_id: str,
     originator_version: int,
-    topic: str,
+    name: str,
     state: bytes | memoryview | str,
 ) -> ProjectedEvent:
-    """Decode one stored event written by eventsourcing's ``JSONTranscoder``."""
+    """Decode one stored event written by eventsourcing's ``JSONTranscoder``.
+
+    ``name`` is the event's class name (``event_name`` of its topic).
+    """
     raw = bytes(state) if isinstance(state, memoryview) else state
-    name = event_name(topic)
     data: dict[str, Any]
+    may_refer = True
     if name == "MainChanged":
         main = _MAIN_CHANGED.decode(raw)
         timestamp = main.timestamp._data_
@@ -123,22 +126,18 @@ def decode(
             if change.content is not None and _content(change.content) is None:
                 change.content = None
         data = {"changes": main.changes}
+        may_refer = _may_refer(raw)
     elif name == "DraftFileWritten":
         written = _FILE_WRITTEN.decode(raw)
         timestamp = written.timestamp._data_
         data = {"path": written.path, "content": _content(written.content)}
+        may_refer = _may_refer(raw)
     else:
         data = _ANY.decode(raw)
         stamp = data.pop("timestamp", None)
         timestamp = stamp["_data_"] if isinstance(stamp, dict) else str(stamp)
     return ProjectedEvent(
-        notification_id,
-        originator_id,
-        originator_version,
-        name,
-        timestamp,
-        data,
-        _may_refer(raw),
+        notification_id, originator_id, originator_version, name, timestamp, data, may_refer
     )
 
 

@@ -19,7 +19,6 @@ from application.projections.events import FileChange, ProjectedEvent, folder_an
 from application.projections.ports import (
     FileIndexRow,
     FileIndexWriter,
-    FileKey,
     Projection,
     ProjectionContext,
     SeenRow,
@@ -78,16 +77,14 @@ class _Overlay:
             self.seen[rkey] = at
 
     def flush(self, writer: FileIndexWriter) -> None:
-        removed = [FileKey(ws, folder, rid, None) for ws, folder, rid in self.by_record]
-        removed += [FileKey(ws, folder, None, name) for ws, folder, name in self.by_filename]
         rows = [
             FileIndexRow(ws, folder, rid, *row)
             for (ws, folder, rid), row in self.by_record.items()
             if row is not None
         ]
         seen = [SeenRow(ws, folder, rid, at) for (ws, folder, rid), at in self.seen.items()]
-        if removed or seen:
-            writer.write(removed, rows, seen)
+        if self.by_record or self.by_filename or seen:
+            writer.write(self.by_record.keys(), self.by_filename.keys(), rows, seen)
 
 
 class FileIndexProjection(Projection[FileIndexWriter]):

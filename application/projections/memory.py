@@ -8,7 +8,7 @@ the same events through both.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from application.projections.pipeline_status import slot
@@ -119,13 +119,15 @@ class MemoryFileIndex(FileIndexWriter):
         self.tables = tables
 
     def write(
-        self, removed: Sequence[FileKey], rows: Sequence[FileIndexRow], seen: Sequence[SeenRow]
+        self,
+        by_record: Collection[FileKey],
+        by_filename: Collection[FileKey],
+        rows: Sequence[FileIndexRow],
+        seen: Sequence[SeenRow],
     ) -> None:
         index = self.tables.file_index
-        by_record = {(k.workspace, k.folder, k.record_id) for k in removed if k.record_id}
-        by_name = {(k.workspace, k.folder, k.filename) for k in removed if k.filename}
         for key, row in list(index.items()):
-            if key in by_record or (row.workspace, row.folder, row.filename) in by_name:
+            if key in by_record or (row.workspace, row.folder, row.filename) in by_filename:
                 del index[key]
         for row in rows:
             index[(row.workspace, row.folder, row.record_id)] = row

@@ -13,8 +13,8 @@ and directly usable as SQL parameters.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import ClassVar, Generic, NamedTuple, TypeVar
+from collections.abc import Collection, Sequence
+from typing import ClassVar, Generic, NamedTuple, TypeAlias, TypeVar
 
 from application.projections.events import Content, ProjectedEvent
 from domain.json_types import JsonObject
@@ -46,13 +46,8 @@ class FileIndexRow(NamedTuple):
     last_seen_at: str
 
 
-class FileKey(NamedTuple):
-    """A FileIndex key: ``record_id`` or ``filename`` (or both) within a folder."""
-
-    workspace: str
-    folder: str
-    record_id: str | None
-    filename: str | None
+FileKey: TypeAlias = tuple[str, str, str]
+"""A FileIndex key: ``(workspace, folder, record_id)`` or ``(workspace, folder, filename)``."""
 
 
 class SeenRow(NamedTuple):
@@ -205,11 +200,15 @@ class DraftFilesWriter(ABC):
 class FileIndexWriter(ABC):
     @abstractmethod
     def write(
-        self, removed: Sequence[FileKey], rows: Sequence[FileIndexRow], seen: Sequence[SeenRow]
+        self,
+        by_record: Collection[FileKey],
+        by_filename: Collection[FileKey],
+        rows: Sequence[FileIndexRow],
+        seen: Sequence[SeenRow],
     ) -> None:
-        """Remove every row matching a key, insert rows, then touch ``last_seen_at``.
+        """Remove every row holding a key of either kind, insert rows, then touch ``last_seen_at``.
 
-        Every key that a row of ``rows`` holds is also in ``removed``, so the
+        Both keys of every row of ``rows`` are among the removed ones, so the
         insert never conflicts. The adapter also re-resolves the references
         that point at any key touched here (FileReference's derived column).
         """

@@ -146,10 +146,11 @@ def rebuild(
         groups = [g for g in ([n for n in group if n in names] for group in REBUILD_GROUPS) if g]
         pages = SharedPages(names, len(groups), depth=2)
         failures: list[BaseException] = []
+        analyzed: set[str] = set()
         threads = [
             threading.Thread(
                 target=_replay,
-                args=(database, schema, group, tables.events_table, target, failures),
+                args=(database, schema, group, tables.events_table, target, failures, analyzed),
                 kwargs={"read": pages.reader(index), "leave": partial(pages.leave, index)},
                 name=f"rebuild-{group[0]}",
             )
@@ -163,9 +164,8 @@ def rebuild(
         if failures:
             raise failures[0]
         reached = wait_for(conn, tables, names, target, timeout)
-        # Freshly bulk-loaded tables have no statistics yet; without them the
-        # planner scans whole tables for the small keyed batches of live work.
-        for table in (t for n in names for t in OWNED[n]):
+        # (what a runner elsewhere replayed: see ``_replay``)
+        for table in (t for n in names if n not in analyzed for t in OWNED[n]):
             conn.execute(psycopg.sql.SQL("ANALYZE {}").format(tables.table(table)))
         return reached
     finally:
@@ -179,11 +179,18 @@ def _replay(
     events_table: str,
     target: int,
     failures: list[BaseException],
+    analyzed: set[str],
     *,
     read: PageReader,
     leave: Callable[[], None],
 ) -> None:
-    """Replay ``names`` up to ``target`` if this process can lead them (else a runner does)."""
+    """Replay ``names`` up to ``target`` if this process can lead them (else a runner does).
+
+    Then ANALYZE the tables replayed here (added to ``analyzed``), while the
+    other groups still replay: freshly bulk-loaded tables have no statistics
+    yet, and without them the planner scans whole tables for the small keyed
+    batches of live work.
+    """
     runner = ProjectionRunner(
         database, schema, names, events_table=events_table, page_size=REBUILD_PAGE
     )
@@ -193,6 +200,9 @@ def _replay(
             runner.acquire(conn)
             while runner.step(conn, {n: target for n in names}):
                 pass
+            leave()
+            runner.analyze(conn)
+            analyzed.update(runner.led)
     except BaseException as error:  # reported by ``rebuild`` in the calling thread
         failures.append(error)
     finally:

@@ -66,6 +66,10 @@ def projection_channel(tables: ProjectionTables) -> str:
     return f"publishd_projections_{tables.schema}{tables.suffix}"[:63]
 
 
+Page = dict[str, list[ProjectedEvent]]
+"""A page's events for each projection that reads them, in order."""
+
+
 def read_page(
     conn: Conn,
     tables: ProjectionTables,
@@ -73,28 +77,39 @@ def read_page(
     limit: int,
     names: Sequence[str],
     stop: int | None = None,
-) -> tuple[list[ProjectedEvent], int]:
+) -> tuple[Page, int]:
     """Events after ``after`` (up to ``stop``), decoded only if a projection reads them.
 
-    Returns the decoded events and the last notification id read, which is
-    where the tracking moves to even when no event of the page was relevant.
+    Returns the decoded events of each of ``names`` and the last notification
+    id read, which is where the tracking moves to even when no event of the
+    page was relevant. Each event is decoded once and routed to every
+    projection that reads it.
     """
-    wanted = sorted(set().union(*(PROJECTIONS[n][0].events for n in names)))
+    page: Page = {name: [] for name in names}
+    readers: dict[str, list[list[ProjectedEvent]]] = {}
+    for name in names:
+        for read in PROJECTIONS[name][0].events:
+            readers.setdefault(read, []).append(page[name])
     with conn.cursor(binary=True) as cur:
         cur.execute(
             tables.q(
-                "SELECT notification_id, originator_id::text, originator_version, topic,"
-                " CASE WHEN split_part(topic, '.', -1) = ANY(%s) THEN state END"
-                " FROM {events} WHERE notification_id > %s AND notification_id <= %s"
-                " ORDER BY notification_id LIMIT %s"
+                "SELECT notification_id, originator_id::text, originator_version, name,"
+                " CASE WHEN name = ANY(%s) THEN state END"
+                " FROM (SELECT *, split_part(topic, '.', -1) AS name FROM {events}"
+                "  WHERE notification_id > %s AND notification_id <= %s"
+                "  ORDER BY notification_id LIMIT %s) AS page"
             ),
-            (wanted, after, stop if stop is not None else 2**62, limit),
+            (list(readers), after, stop if stop is not None else 2**62, limit),
         )
         rows = cur.fetchall()
     if not rows:
-        return [], after
-    events = [decode(n, o, v, t, s) for n, o, v, t, s in rows if s is not None]
-    return events, int(rows[-1][0])
+        return page, after
+    for notification_id, originator_id, version, name, state in rows:
+        if state is not None:
+            event = decode(notification_id, originator_id, version, name, state)
+            for events in readers[name]:
+                events.append(event)
+    return page, int(rows[-1][0])
 
 
 def apply_batch(
@@ -102,11 +117,11 @@ def apply_batch(
     tables: ProjectionTables,
     caches: ProjectionCaches,
     names: Sequence[str],
-    events: Sequence[ProjectedEvent],
+    page: Page,
     start: int,
     end: int,
 ) -> None:
-    """Project ``events`` for ``names`` (all at ``start``) and move them to ``end``, atomically."""
+    """Project ``page`` for ``names`` (all at ``start``) and move them to ``end``, atomically."""
     try:
         # Pipeline mode: statements whose results nobody reads go out without
         # waiting for each other, so a live batch of one event costs about one
@@ -115,9 +130,8 @@ def apply_batch(
             ctx = PostgresContext(conn, tables, caches)
             for name in names:
                 projection, make_writer = PROJECTIONS[name]
-                mine = [e for e in events if e.name in projection.events]
-                if mine:
-                    projection.apply(mine, ctx, make_writer(conn, tables, caches))
+                if page.get(name):
+                    projection.apply(page[name], ctx, make_writer(conn, tables, caches))
             ctx.flush()
             moved = conn.execute(
                 tables.q(

@@ -14,8 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from application.projections.events import ProjectedEvent
-from infrastructure.postgres.projection_batches import Conn, read_page
+from infrastructure.postgres.projection_batches import Conn, Page, read_page
 from infrastructure.postgres.projection_tables import ProjectionTables
 
 Key = tuple[int, int, int | None]
@@ -27,7 +26,7 @@ class SharedPages:
         """Every projection of every group: a page holds the events any of them reads."""
         self.depth = depth
         self.running = set(range(groups))
-        self.pages: dict[Key, tuple[list[ProjectedEvent], int, set[int]]] = {}
+        self.pages: dict[Key, tuple[Page, int, set[int]]] = {}
         self.changed = threading.Condition()
 
     def reader(self, group: int) -> PageReader:
@@ -41,7 +40,7 @@ class SharedPages:
         after: int,
         limit: int,
         stop: int | None,
-    ) -> tuple[list[ProjectedEvent], int]:
+    ) -> tuple[Page, int]:
         key = (after, limit, stop)
         with self.changed:
             # (bounded: a group whose pages no other group shares must not stall)
@@ -84,5 +83,5 @@ class PageReader:
         limit: int,
         names: Sequence[str],
         stop: int | None = None,
-    ) -> tuple[list[ProjectedEvent], int]:
+    ) -> tuple[Page, int]:
         return self.pages.read(self.group, conn, tables, after, limit, stop)

@@ -11,7 +11,7 @@ so the view change commits together with the tracking position.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -196,11 +196,13 @@ class PostgresFileIndex(FileIndexWriter):
         self.conn, self.tables = conn, tables
 
     def write(
-        self, removed: Sequence[FileKey], rows: Sequence[FileIndexRow], seen: Sequence[SeenRow]
+        self,
+        by_record: Collection[FileKey],
+        by_filename: Collection[FileKey],
+        rows: Sequence[FileIndexRow],
+        seen: Sequence[SeenRow],
     ) -> None:
         q, conn = self.tables.q, self.conn
-        by_record = {(k.workspace, k.folder, k.record_id) for k in removed if k.record_id}
-        by_filename = {(k.workspace, k.folder, k.filename) for k in removed if k.filename}
         gone: list[tuple[str, str, str, str]] = []
         if by_record:
             gone += conn.execute(
@@ -250,8 +252,8 @@ class PostgresFileIndex(FileIndexWriter):
         resolve_references(
             conn,
             self.tables,
-            {k for k in by_record | before_r.keys() if before_r.get(k) != after_r.get(k)},
-            {k for k in by_filename | before_f.keys() if before_f.get(k) != after_f.get(k)},
+            {k for k in (*by_record, *before_r) if before_r.get(k) != after_r.get(k)},
+            {k for k in (*by_filename, *before_f) if before_f.get(k) != after_f.get(k)},
         )
 
 

@@ -67,7 +67,7 @@ def recorded(*aggregates: Aggregate) -> list[ProjectedEvent]:
                     next(_ids),
                     str(stored.originator_id),
                     stored.originator_version,
-                    stored.topic,
+                    event_name(stored.topic),
                     stored.state,
                 )
             )
