@@ -81,10 +81,12 @@ class _Batch:
         self.schemas: dict[tuple[str, str], FolderSchema | None] = {}
         self.new_schemas: dict[tuple[str, str], JsonObject] = {}
         self.cleared: list[tuple[str, str]] = []
-        self.sources: dict[tuple[str, str, str], tuple[Content, FolderSchema | None, bool] | None]
-        self.sources = {}
-        """Each source's last content in the batch and the schema it was written under;
+        self.sources: dict[tuple[str, str, str], tuple[Content, bool] | None] = {}
+        """Each source's last content in the batch (and whether it may hold an @);
         the pointers are read at flush, only from the contents that survive the batch."""
+        self.pinned: dict[tuple[str, str, str], FolderSchema | None] = {}
+        """The schema a source was written under, where its folder's schema changed
+        later in the batch; every other source is read with the schema of ``flush``."""
 
     def schema(self, workspace: str, folder: str) -> FolderSchema | None:
         key = (workspace, folder)
@@ -93,6 +95,10 @@ class _Batch:
         return self.schemas[key]
 
     def register(self, workspace: str, folder: str, data: JsonObject) -> None:
+        old = self.schema(workspace, folder)
+        for key in self.sources:
+            if key[0] == workspace and key[2].rpartition("/")[0] == folder:
+                self.pinned.setdefault(key, old)
         self.schemas[(workspace, folder)] = _parse(folder, data)
         self.new_schemas[(workspace, folder)] = data
 
@@ -105,12 +111,9 @@ class _Batch:
         may_refer: bool = True,
     ) -> None:
         key = (workspace, branch, path)  # (a SourceKey at flush: cheaper per change)
-        if content is None:
-            self.sources[key] = None
-        else:
-            folder = path.rpartition("/")[0]
-            schema = self.schemas.get((workspace, folder)) or self.schema(workspace, folder)
-            self.sources[key] = (content, schema, may_refer)
+        if self.pinned:
+            self.pinned.pop(key, None)
+        self.sources[key] = None if content is None else (content, may_refer)
 
     def clear_branch(self, workspace: str, branch: str) -> None:
         for key in [k for k in self.sources if k[0] == workspace and k[1] == branch]:
@@ -122,7 +125,13 @@ class _Batch:
             rows: list[ReferenceRow] = []
             for key, source in self.sources.items():
                 if source is not None:
-                    rows += references_of(*key, *source)
+                    ws, _, path = key
+                    schema = (
+                        self.pinned[key]
+                        if key in self.pinned
+                        else self.schema(ws, path.rpartition("/")[0])
+                    )
+                    rows += references_of(*key, source[0], schema, source[1])
             self.writer.write(
                 [(ws, folder, data) for (ws, folder), data in self.new_schemas.items()],
                 self.cleared,

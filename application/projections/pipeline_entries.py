@@ -29,17 +29,21 @@ def split_entry_key(key: str) -> tuple[str, str]:
 class _Batch:
     def __init__(self, writer: PipelineEntriesWriter) -> None:
         self.writer = writer
-        self.rows: dict[tuple[str, str, str], EntryRow] = {}
+        self.rows: dict[tuple[str, str, str], list[str | int | None]] = {}
+        """Entries planned in this batch: ``EntryRow`` fields, updated in place until ``flush``."""
         self.updates: dict[tuple[str, str, str], EntryUpdate] = {}
+
+    def plan(self, pid: str, phase: str, path: str, seq: int, record_id: str | None) -> None:
+        self.rows[(pid, phase, path)] = [pid, phase, path, seq, "planned", record_id, None]
 
     def update(self, change: EntryUpdate) -> None:
         key = (change.pipeline_id, change.phase, change.path)
         row = self.rows.get(key)
         if row is not None:
-            record_id = change.record_id if change.set_record_id else row.record_id
-            self.rows[key] = row._replace(
-                status=change.status, record_id=record_id, error=change.error
-            )
+            row[4] = change.status
+            if change.set_record_id:
+                row[5] = change.record_id
+            row[6] = change.error
             return
         previous = self.updates.get(key)
         if previous is not None and not change.set_record_id and previous.set_record_id:
@@ -48,7 +52,9 @@ class _Batch:
 
     def flush(self) -> None:
         if self.rows or self.updates:
-            self.writer.write(list(self.rows.values()), list(self.updates.values()))
+            self.writer.write(
+                [EntryRow._make(row) for row in self.rows.values()], list(self.updates.values())
+            )
         self.rows.clear()
         self.updates.clear()
 
@@ -68,15 +74,12 @@ class PipelineEntriesProjection(Projection[PipelineEntriesWriter]):
             pipeline_id = event.originator_id
             data = event.data
             if event.name == "EntryPlanned":
-                key = (pipeline_id, data["phase"], data["path"])
-                batch.rows[key] = EntryRow(
+                batch.plan(
                     pipeline_id,
                     data["phase"],
                     data["path"],
                     event.originator_version,
-                    "planned",
                     data["operation"].get("record_id"),
-                    None,
                 )
             elif event.name in OUTCOMES:
                 published = event.name == "EntryPublished"

@@ -57,11 +57,14 @@ class _Batch:
         self.rows: dict[str, StatusRow] = {}
         self.changes: dict[str, StatusChange] = {}
         self.errors: dict[tuple[str, str, str], ErrorRow] = {}
+        self.updated: dict[str, str] = {}
+        """Each pipeline's last event time: its ``updated_at``, set at ``flush`` (an entry's
+        outcome then costs a count, not a new row or change)."""
 
     def change(self, event: ProjectedEvent, **fields: object) -> None:
         """Set columns of the pipeline's row, new in this batch or stored."""
         pid = event.originator_id
-        fields["updated_at"] = event.timestamp
+        self.updated[pid] = event.timestamp
         row = self.rows.get(pid)
         if row is not None:
             if "started_at" in fields and row.started_at is not None:
@@ -78,19 +81,29 @@ class _Batch:
         self.changes[pid] = change._replace(**fields)  # type: ignore[arg-type]
 
     def count(self, event: ProjectedEvent, index: int) -> None:
-        self.change(event)
         pid = event.originator_id
+        self.updated[pid] = event.timestamp
         row = self.rows.get(pid)
-        (row.counts if row is not None else self.changes[pid].counts_delta)[index] += 1
+        if row is not None:
+            row.counts[index] += 1
+            return
+        change = self.changes.get(pid)
+        if change is None:
+            change = self.changes[pid] = _change(pid, event.timestamp)
+        change.counts_delta[index] += 1
 
     def flush(self) -> None:
         if self.rows or self.changes or self.errors:
+            updated = self.updated
             self.writer.write(
-                list(self.rows.values()), list(self.changes.values()), list(self.errors.values())
+                [r._replace(updated_at=updated.get(p, r.updated_at)) for p, r in self.rows.items()],
+                [c._replace(updated_at=updated[p]) for p, c in self.changes.items()],
+                list(self.errors.values()),
             )
         self.rows.clear()
         self.changes.clear()
         self.errors.clear()
+        self.updated.clear()
 
 
 class PipelineStatusProjection(Projection[PipelineStatusWriter]):

@@ -173,6 +173,23 @@ def test_references_are_filled_from_file_index_whichever_comes_first() -> None:
     assert {r.branch for r in tables.references} == {"main"}
 
 
+
+def test_main_references_follow_the_schema_each_file_was_written_under() -> None:
+    """Also when the folder's schema changes between two files in one batch."""
+    ws, events = library()  # books/old.json names author a1 under BOOKS
+    ws.register_schema(FolderSchema.from_dict("books", {}))
+    ws.change_main("pull", [{"path": "books/new.json", "content": {"author": "a1"}}])
+    ws.register_schema(FolderSchema.from_dict("books", BOOKS))
+    ws.change_main("pull", [{"path": "books/newer.json", "content": {"author": "a1"}}])
+    events += recorded(ws)
+    for batch in (1, 1000):
+        tables = MemoryTables()
+        project(tables, events, batch)
+        assert {(r.source_path, r.target_record_id) for r in tables.references} == {
+            ("books/old.json", "a1"),
+            ("books/newer.json", "a1"),
+        }
+
 def test_drafts_write_delete_revert_discard_and_rebase() -> None:
     draft = Draft("lib", "ann")
     draft.write_file("a/1.json", {"n": 1})
