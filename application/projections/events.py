@@ -139,9 +139,3 @@ def decode(
     return ProjectedEvent(
         notification_id, originator_id, originator_version, name, timestamp, data, may_refer
     )
-
-
-def folder_and_filename(path: str) -> tuple[str, str]:
-    """``site1/menus/main.json`` -> (``site1/menus``, ``main.json``)."""
-    folder, _, filename = path.rpartition("/")
-    return folder, filename

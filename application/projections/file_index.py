@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from application.projections.events import FileChange, ProjectedEvent, folder_and_filename
+from application.projections.events import FileChange, ProjectedEvent
 from application.projections.ports import (
     FileIndexRow,
     FileIndexWriter,
@@ -43,7 +43,8 @@ class _Overlay:
         if previous is not None:
             if previous[0] == filename:  # (the common case: the same file changed again)
                 self.by_record[rkey] = (filename, at)
-                self.seen.pop(rkey, None)
+                if self.seen:
+                    self.seen.pop(rkey, None)
                 return
             self.by_filename[(ws, folder, previous[0])] = None
         fkey = (ws, folder, filename)
@@ -52,7 +53,8 @@ class _Overlay:
             self.by_record[(ws, folder, holder)] = None
         self.by_record[rkey] = (filename, at)
         self.by_filename[fkey] = record_id
-        self.seen.pop(rkey, None)
+        if self.seen:
+            self.seen.pop(rkey, None)
 
     def remove_filename(self, ws: str, folder: str, filename: str) -> None:
         holder = self.by_filename.get((ws, folder, filename))
@@ -105,7 +107,7 @@ class FileIndexProjection(Projection[FileIndexWriter]):
             if event.name == "MainChanged":
                 change: FileChange
                 for change in event.data["changes"]:
-                    folder, filename = folder_and_filename(change.path)
+                    folder, _, filename = change.path.rpartition("/")
                     record_id = change.record_id
                     if change.content is not None and record_id:
                         overlay.upsert(ws, folder, record_id, filename, event.timestamp)
