@@ -100,9 +100,10 @@ FileReference share a group: both take the ``resolve`` lock in every batch.
 REBUILD_PAGE = 100000
 """Bigger pages than live catch-up: a page's writes are coalesced per key first, so
 a file changed in many events of one page is written once. In the rebuild bench
-(501,467 events), 100,000 events a page took 10 s against 12-13 s with 50,000,
-for a peak of about 1 GB in all (two pages held, see ``SharedPages``; contents
-stay JSON text, see ``events``)."""
+(501,467 events), 100,000 events a page took 6.2-6.7 s against 7.9-8.0 s with
+50,000 and 10 s with 25,000; 170,000 or 250,000 gained nothing more. The peak
+is about 1 GB in all (two pages held, see ``SharedPages``; contents stay JSON
+text, see ``events``)."""
 
 
 @contextlib.contextmanager

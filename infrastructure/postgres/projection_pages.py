@@ -2,9 +2,9 @@
 
 A rebuild replays its projection groups in parallel, from the same position
 with the same page size, so their pages coincide. Decoding (msgspec) is
-the largest part of the Python work, and it holds the GIL: decoding each page
+a fifth of the Python work, and it holds the GIL: decoding each page
 once per group would undo most of what running the groups side by side gains.
-The first group to ask for a page reads and decodes it for all of them; the
+The first group to ask for a page reads, decodes and routes it for all of them; the
 page is dropped once every group still running has taken it. A group that
 runs ahead waits while ``depth`` pages are held, which bounds the memory.
 """
