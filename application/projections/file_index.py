@@ -19,13 +19,11 @@ from application.projections.events import FileChange, ProjectedEvent
 from application.projections.ports import (
     FileIndexRow,
     FileIndexWriter,
+    FileKey,
     Projection,
     ProjectionContext,
     SeenRow,
 )
-
-Key = tuple[str, str, str]
-"""(workspace, folder, record_id or filename)"""
 
 
 class _Overlay:
@@ -33,9 +31,9 @@ class _Overlay:
     and each filename's record (rows are built at ``flush``, for the survivors only)."""
 
     def __init__(self) -> None:
-        self.by_record: dict[Key, tuple[str, str] | None] = {}
-        self.by_filename: dict[Key, str | None] = {}
-        self.seen: dict[Key, str] = {}
+        self.by_record: dict[FileKey, tuple[str, str] | None] = {}
+        self.by_filename: dict[FileKey, str | None] = {}
+        self.seen: dict[FileKey, str] = {}
 
     def upsert(self, ws: str, folder: str, record_id: str, filename: str, at: str) -> None:
         rkey = (ws, folder, record_id)

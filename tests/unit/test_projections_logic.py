@@ -173,7 +173,6 @@ def test_references_are_filled_from_file_index_whichever_comes_first() -> None:
     assert {r.branch for r in tables.references} == {"main"}
 
 
-
 def test_main_references_follow_the_schema_each_file_was_written_under() -> None:
     """Also when the folder's schema changes between two files in one batch."""
     ws, events = library()  # books/old.json names author a1 under BOOKS
@@ -189,6 +188,7 @@ def test_main_references_follow_the_schema_each_file_was_written_under() -> None
             ("books/old.json", "a1"),
             ("books/newer.json", "a1"),
         }
+
 
 def test_drafts_write_delete_revert_discard_and_rebase() -> None:
     draft = Draft("lib", "ann")
