@@ -38,7 +38,12 @@ from infrastructure.postgres.projection_batches import (
     projection_channel,
 )
 from infrastructure.postgres.projection_pages import PageReader, SharedPages
-from infrastructure.postgres.projection_runner import RESET, ProjectionRunner, run_projections
+from infrastructure.postgres.projection_runner import (
+    RESET,
+    ProjectionRunner,
+    analyze,
+    run_projections,
+)
 from infrastructure.postgres.projection_tables import ALL_TABLES, OWNED, SHARED, ProjectionTables
 
 SHADOW = "_shadow"
@@ -166,8 +171,7 @@ def rebuild(
             raise failures[0]
         reached = wait_for(conn, tables, names, target, timeout)
         # (what a runner elsewhere replayed: see ``_replay``)
-        for table in (t for n in names if n not in analyzed for t in OWNED[n]):
-            conn.execute(psycopg.sql.SQL("ANALYZE {}").format(tables.table(table)))
+        analyze(conn, tables, [n for n in names if n not in analyzed])
         return reached
     finally:
         conn.close()

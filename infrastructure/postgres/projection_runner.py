@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import psycopg
@@ -219,28 +219,35 @@ class ProjectionRunner:
                     self.reload(conn)
 
     def analyze(self, conn: Conn, *, rough: bool = False) -> None:
-        """Refresh statistics after a long catch-up, before live work relies on index plans.
-
-        ``rough``: while still catching up, a tenth of the usual sample does: the
-        plans of the next pages need the tables' sizes and key spreads, not fine
-        histograms (a full ANALYZE at every doubling was a tenth of a rebuild's
-        server time).
-        """
-        if rough:
-            conn.execute("SET default_statistics_target = 10")
-        try:
-            for name in self.led:
-                for table in OWNED[name]:
-                    conn.execute(sql.SQL("ANALYZE {}").format(self._tables().table(table)))
-        finally:
-            if rough:
-                conn.execute("RESET default_statistics_target")
+        """Refresh statistics after a long catch-up, before live work relies on index plans."""
+        analyze(conn, self._tables(), self.led, rough=rough)
 
     def catch_up(self, targets: dict[str, int], conn: Conn) -> None:
         """Process ``self.names`` until each reaches its target (locks taken, waiting)."""
         self.acquire(conn, wait=True)
         while self.step(conn, targets):
             pass
+
+
+def analyze(
+    conn: Conn, tables: ProjectionTables, names: Iterable[str], *, rough: bool = False
+) -> None:
+    """ANALYZE the tables of the projections ``names``.
+
+    ``rough``: while still catching up, a tenth of the usual sample does: the
+    plans of the next pages need the tables' sizes and key spreads, not fine
+    histograms (a full ANALYZE at every doubling was a tenth of a rebuild's
+    server time).
+    """
+    if rough:
+        conn.execute("SET default_statistics_target = 10")
+    try:
+        for name in names:
+            for table in OWNED[name]:
+                conn.execute(sql.SQL("ANALYZE {}").format(tables.table(table)))
+    finally:
+        if rough:
+            conn.execute("RESET default_statistics_target")
 
 
 def run_projections(
