@@ -1,6 +1,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LINTED := domain application infrastructure interfaces fixtures tests bench
 
 .PHONY: run test lint typecheck unit install clean
 
@@ -16,10 +17,11 @@ run: $(STAMP)
 	$(VENV)/bin/publishd run-local
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check domain application infrastructure interfaces tests bench
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy domain application infrastructure interfaces
+	$(VENV)/bin/mypy domain application infrastructure interfaces fixtures
 
 test: lint typecheck
 	$(VENV)/bin/pytest -q -p no:cacheprovider

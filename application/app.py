@@ -14,13 +14,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from copy import deepcopy
-from typing import Any, TypeVar
+from typing import TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
+from application.planner_inputs import ViewsPlannerInputs
 from application.views import Views
 from domain.draft import Draft
 from domain.errors import (
@@ -32,10 +33,9 @@ from domain.errors import (
     UnknownFolder,
 )
 from domain.ids import draft_uuid, workspace_uuid
-from domain.json_types import JsonObject
+from domain.json_types import JsonObject, JsonValue
 from domain.paths import parse_path
-from domain.pipeline import FAILED, PLANNED, PublishPipeline
-from domain.plan import PlanEntry
+from domain.pipeline import PublishPipeline
 from domain.planner import plan as build_plan
 from domain.pull import Pull
 from domain.schema import FolderSchema
@@ -138,7 +138,7 @@ class PublishdApplication(Application[UUID]):
         self.retrying(command)
 
     def register_schema(
-        self, workspace_id: str, folder: str, data: Mapping[str, Any]
+        self, workspace_id: str, folder: str, data: Mapping[str, JsonValue]
     ) -> JsonObject:
         schema = FolderSchema.from_dict(folder, data)
         self.retrying(lambda: self._register_schema(workspace_id, schema))
@@ -174,7 +174,7 @@ class PublishdApplication(Application[UUID]):
             )
         return file_path.path
 
-    def write_draft_file(self, workspace_id: str, user: str, path: str, content: Any) -> int:
+    def write_draft_file(self, workspace_id: str, user: str, path: str, content: JsonValue) -> int:
         if not isinstance(content, dict):
             raise InvalidContent("a file's content must be a JSON object")
         workspace = self.workspace(workspace_id)
@@ -254,7 +254,7 @@ class PublishdApplication(Application[UUID]):
         plan = build_plan(
             changes,
             workspace.folder_schemas(),
-            _PlannerInputs(self.views, workspace_id, user),
+            ViewsPlannerInputs(self.views, workspace_id),
             delete_page_size=delete_page_size,
         )
         pipeline = PublishPipeline(
@@ -287,19 +287,31 @@ class PublishdApplication(Application[UUID]):
         def command() -> PublishPipeline:
             pipeline = self.pipeline(pipeline_id)
             workspace = self.workspace(pipeline.workspace_id)
-            if pipeline.state in (PLANNED, FAILED):
-                reason = self._staleness(pipeline, workspace)
-                if reason is not None:
-                    if pipeline.state == PLANNED:
-                        pipeline.mark_stale(reason)
-                        self.save_all(pipeline)
-                    raise StalePlan(reason, {"pipeline_id": pipeline_id})
-            pipeline.request_run()
+            draft = self.draft(pipeline.workspace_id, pipeline.user)
+            try:
+                pipeline.request_run(
+                    main_version=workspace.main_version,
+                    draft_version=0 if draft is None else draft.version,
+                )
+            except StalePlan:
+                self.save_all(pipeline)  # the plan's PipelineStale, if it had never run
+                raise
             workspace.acquire_publish_lock(pipeline_id)
             self.save_all(pipeline, workspace)
             return pipeline
 
         return self._retrying_lock(command)
+
+    def publish(self, workspace_id: str, user: str) -> PublishPipeline:
+        """Plan the draft and queue the run at once.
+
+        Refused before planning while the workspace publishes, or every refused
+        publish would leave a planned pipeline behind. (A lock taken between
+        this check and the run request still does; the check is cheap.)
+        """
+        self.workspace(workspace_id).ensure_not_publishing()
+        planned = self.plan(workspace_id, user)
+        return self.request_run(planned.pipeline_id)
 
     def _retrying_lock(self, command: Callable[[], R]) -> R:
         """A lost race for the workspace lock surfaces as publish_in_progress."""
@@ -308,31 +320,11 @@ class PublishdApplication(Application[UUID]):
         except IntegrityError:
             raise PublishInProgress("another command is publishing in this workspace") from None
 
-    def _staleness(self, pipeline: PublishPipeline, workspace: Workspace) -> str | None:
-        if workspace.main_version != pipeline.last_main_version:
-            return (
-                f"main moved from version {pipeline.last_main_version} to "
-                f"{workspace.main_version} since the plan was made: plan again"
-            )
-        if pipeline.state == PLANNED:
-            draft = self.draft(pipeline.workspace_id, pipeline.user)
-            draft_version = 0 if draft is None else draft.version
-            if draft_version != pipeline.draft_version:
-                return (
-                    f"the draft moved from version {pipeline.draft_version} to "
-                    f"{draft_version} since the plan was made: plan again"
-                )
-        return None
-
     def request_retry(self, pipeline_id: str) -> PublishPipeline:
         def command() -> PublishPipeline:
             pipeline = self.pipeline(pipeline_id)
             workspace = self.workspace(pipeline.workspace_id)
-            pipeline._require("retry")
-            reason = self._staleness(pipeline, workspace)  # main only: it is not planned
-            if reason is not None:
-                raise StalePlan(reason, {"pipeline_id": pipeline_id})
-            pipeline.request_retry()
+            pipeline.request_retry(main_version=workspace.main_version)
             workspace.acquire_publish_lock(pipeline_id)
             self.save_all(pipeline, workspace)
             return pipeline
@@ -367,28 +359,4 @@ class PublishdApplication(Application[UUID]):
         return pull
 
 
-class _PlannerInputs:
-    """The planner's lookups, answered by the projections (one query per batch)."""
-
-    def __init__(self, views: Views, workspace_id: str, user: str) -> None:
-        self._views = views
-        self._workspace_id = workspace_id
-        self._user = user
-
-    def main_contents(self, paths: Any) -> Mapping[str, JsonObject]:
-        return self._views.main_contents(self._workspace_id, list(paths))
-
-    def record_ids(self, files: Any) -> Any:
-        wanted = list(files)
-        found = self._views.record_ids(self._workspace_id, [(f.folder, f.filename) for f in wanted])
-        return {f: found[(f.folder, f.filename)] for f in wanted if (f.folder, f.filename) in found}
-
-    def inbound_references(self, targets: Any) -> Any:
-        return self._views.inbound_references(
-            self._workspace_id,
-            [(t.folder, t.filename, t.record_id) for t in targets],
-            ["main"],
-        )
-
-
-__all__ = ["PlanEntry", "PublishdApplication"]
+__all__ = ["PublishdApplication"]

@@ -11,11 +11,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+
+from domain.json_types import JsonObject, JsonValue
 
 
 class ConnectorError(Exception):
-    def __init__(self, message: str, *, status: int | None = None, details: Any = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, details: JsonValue = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
@@ -39,8 +42,8 @@ class Record:
     """One record as the service returns it (canonical, with server-computed fields)."""
 
     id: str
-    field_data: dict[str, Any]
-    computed: dict[str, Any] = field(default_factory=dict)
+    field_data: JsonObject
+    computed: JsonObject = field(default_factory=dict)
     """Server-computed fields: createdOn, lastUpdated, cdnUrl, ..."""
 
 
@@ -57,12 +60,12 @@ class Connector(ABC):
     list_page_size: int = 100
 
     @abstractmethod
-    async def create(self, folder: str, fields: dict[str, Any], idempotency_key: str) -> Record:
+    async def create(self, folder: str, fields: JsonObject, idempotency_key: str) -> Record:
         """Create a record. The same key twice creates one record and returns it both times."""
 
     @abstractmethod
     async def update(
-        self, folder: str, record_id: str, fields: dict[str, Any], idempotency_key: str
+        self, folder: str, record_id: str, fields: JsonObject, idempotency_key: str
     ) -> Record:
         """Patch the given fields of a record; returns the canonical record."""
 

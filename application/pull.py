@@ -17,6 +17,7 @@ from application.records import record_to_file
 from domain.json_types import JsonObject, json_equal
 from domain.pull import Pull
 from domain.schema import FolderSchema
+from domain.workspace import MainChange
 
 _SLUG = re.compile(r"[^a-z0-9]+")
 
@@ -85,7 +86,7 @@ async def _pull_folder(
     offset, page_no = 0, 0
     while True:
         page = await connector.list_page(folder, offset, connector.list_page_size)
-        changes: list[JsonObject] = []
+        changes: list[MainChange] = []
         seen: list[str] = []
         counts = {"created": 0, "updated": 0, "unchanged": 0, "deleted": 0}
         for record in page.records:
@@ -94,11 +95,11 @@ async def _pull_folder(
             existing = known.get(record.id)
             if existing is None:
                 path = f"{folder}/{names.allocate(content, record.id)}"
-                changes.append({"path": path, "content": content, "record_id": record.id})
+                changes.append(MainChange(path, content, record.id))
                 counts["created"] += 1
             elif not json_equal(existing[1], content):
                 path = f"{folder}/{existing[0]}"
-                changes.append({"path": path, "content": content, "record_id": record.id})
+                changes.append(MainChange(path, content, record.id))
                 counts["updated"] += 1
             else:
                 seen.append(record.id)
@@ -108,9 +109,7 @@ async def _pull_folder(
         if last:
             for record_id, (filename, _) in sorted(known.items()):
                 if record_id not in returned:
-                    changes.append(
-                        {"path": f"{folder}/{filename}", "content": None, "record_id": record_id}
-                    )
+                    changes.append(MainChange(f"{folder}/{filename}", None, record_id))
                     counts["deleted"] += 1
         await asyncio.to_thread(
             _record_page, app, pull_id, workspace_id, folder, page_no, changes, seen, counts
@@ -126,7 +125,7 @@ def _record_page(
     workspace_id: str,
     folder: str,
     page_no: int,
-    changes: list[JsonObject],
+    changes: list[MainChange],
     seen: list[str],
     counts: dict[str, int],
 ) -> None:

@@ -1,6 +1,6 @@
 """The read port: what the application asks of the projections' tables.
 
-Implemented for PostgreSQL by ``infrastructure.postgres.views.PostgresViews``.
+Implemented for PostgreSQL by ``infrastructure.postgres.projections.views.PostgresViews``.
 Lookups take many keys at once where a use case has many (planning a 20,000
 file draft must not make 20,000 round trips).
 

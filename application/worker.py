@@ -20,7 +20,8 @@ from application.app import PublishdApplication
 from application.connector import Connector
 from application.runner import Clock, PipelineRun
 from domain.errors import DomainError
-from domain.pipeline import RUNNING, PublishPipeline
+from domain.pipeline import PublishPipeline
+from domain.states import PipelineState
 from domain.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class Worker:
         self.name = name or f"worker-{uuid.uuid4().hex[:8]}"
         self.poll_interval = poll_interval
         self.max_pipelines = max_pipelines
-        self.active: dict[str, asyncio.Task[str | None]] = {}
+        self.active: dict[str, asyncio.Task[PipelineState | None]] = {}
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -64,7 +65,7 @@ class Worker:
             return None
         return pipeline
 
-    async def run_one(self, pipeline_id: str) -> str | None:
+    async def run_one(self, pipeline_id: str) -> PipelineState | None:
         """Claim and run one pipeline to its end; None if another worker has it."""
         pipeline = await asyncio.to_thread(self.claim, pipeline_id)
         if pipeline is None:
@@ -123,6 +124,6 @@ class Worker:
             if pipeline_id in running_here:
                 continue
             pipeline = self.app.load(pipeline_id, PublishPipeline)
-            if pipeline is not None and pipeline.state == RUNNING and pipeline.lease_expired(now):
+            if pipeline is not None and pipeline.runnable(now):
                 runnable.append(pipeline_id)
         return runnable

@@ -26,12 +26,11 @@ from domain.draft import Draft
 from domain.pipeline import PublishPipeline
 from domain.plan import PlanEntry
 from domain.schema import FolderSchema
-from domain.workspace import Workspace
+from domain.workspace import MainChange, Workspace
 from infrastructure.postgres.database import Database
-from infrastructure.postgres.projection_admin import rebuild
-from infrastructure.postgres.projection_batches import projection_channel
-from infrastructure.postgres.projection_runner import ProjectionRunner
-from infrastructure.postgres.projection_tables import ProjectionTables
+from infrastructure.postgres.projections.rebuild import rebuild
+from infrastructure.postgres.projections.runner import ProjectionRunner
+from infrastructure.postgres.projections.tables import ProjectionTables
 
 TARGET_EVENTS = int(os.environ.get("BENCH_EVENTS", "500000"))
 SAVE_CHUNK = 5000
@@ -71,18 +70,18 @@ def write_events(app: Store, total: int) -> int:
             for _ in range(SAVE_CHUNK // len(workspaces)):
                 n += 1
                 changes = [
-                    {
-                        "path": f"books/book-{(n * 2 + k) % 20000}.json",
-                        "content": _book(n * 2 + k),
-                        "record_id": f"b{(n * 2 + k) % 20000}",
-                    }
+                    MainChange(
+                        f"books/book-{(n * 2 + k) % 20000}.json",
+                        _book(n * 2 + k),
+                        f"b{(n * 2 + k) % 20000}",
+                    )
                     for k in range(2)
                 ] + [
-                    {
-                        "path": f"authors/a{(n + k) % 997}.json",
-                        "content": {"id": f"a{(n + k) % 997}", "name": "X"},
-                        "record_id": f"a{(n + k) % 997}",
-                    }
+                    MainChange(
+                        f"authors/a{(n + k) % 997}.json",
+                        {"id": f"a{(n + k) % 997}", "name": "X"},
+                        f"a{(n + k) % 997}",
+                    )
                     for k in range(2)
                 ]
                 ws.change_main("pull", changes)
@@ -111,7 +110,9 @@ def write_events(app: Store, total: int) -> int:
                 for k in range(1000)
             ]
         )
-        pipeline.request_run()
+        pipeline.request_run(
+            main_version=pipeline.last_main_version, draft_version=pipeline.draft_version
+        )
         pipeline.claim("w", pipeline.modified_on, timedelta(seconds=60))
         pipeline.start_phase("w", "create")
         for k in range(1000):
@@ -198,7 +199,7 @@ def live_lag(
 
     def listen() -> None:
         with database.connect(autocommit=True) as conn:
-            conn.execute(f'LISTEN "{projection_channel(tables)}"')
+            conn.execute(f'LISTEN "{tables.channel}"')
             listening.set()
             while not stop.is_set():
                 # (the connection is busy until the notifies generator ends)
@@ -218,7 +219,7 @@ def live_lag(
         if delay > 0:
             time.sleep(delay)
         path = f"books/live-{run}-{k}.json"
-        ws.change_main("live", [{"path": path, "content": _book(k), "record_id": f"L{run}-{k}"}])
+        ws.change_main("live", [MainChange(path, _book(k), f"L{run}-{k}")])
         app.save(ws)
         committed[path] = time.perf_counter()
     deadline = time.perf_counter() + 10

@@ -49,7 +49,10 @@ import httpx
 
 from bench.common import database_from_env, print_result, temporary_schema
 from bench.run import sandbox_process
-from domain.pipeline import E_PUBLISHED, TERMINAL_STATES, PublishPipeline
+from domain.entries import EntryStatus, PipelineEntry
+from domain.pipeline import PublishPipeline
+from domain.plan import Phase
+from domain.states import TERMINAL_STATES
 from infrastructure.postgres.database import Database
 from infrastructure.settings import Settings
 from interfaces.bootstrap import Runtime
@@ -61,11 +64,15 @@ COLLECTIONS: dict[str, Any] = {
     "menus": {"items": {"target": "books", "multiple": True}},
 }
 SCHEMAS: dict[str, Any] = {
-    "authors": {"fields": [{"name": "favourite_book", "reference": True,
-                            "referenceTarget": "books"}]},
+    "authors": {
+        "fields": [{"name": "favourite_book", "reference": True, "referenceTarget": "books"}]
+    },
     "books": {"fields": [{"name": "author", "reference": True, "referenceTarget": "authors"}]},
-    "menus": {"fields": [{"name": "items", "reference": True, "referenceTarget": "books",
-                          "multiple": True}]},
+    "menus": {
+        "fields": [
+            {"name": "items", "reference": True, "referenceTarget": "books", "multiple": True}
+        ]
+    },
 }
 
 
@@ -127,15 +134,19 @@ class Sandbox:
     def items(self, collection: str) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         while True:
-            page = self.call("GET", f"/collections/{collection}/items",
-                             params={"offset": len(found), "limit": 100})
+            page = self.call(
+                "GET",
+                f"/collections/{collection}/items",
+                params={"offset": len(found), "limit": 100},
+            )
             found.extend(page["items"])
             if len(found) >= page["total"] or not page["items"]:
                 return found
 
     def create(self, collection: str, fields: dict[str, Any]) -> str:
-        return str(self.call("POST", f"/collections/{collection}/items",
-                             json={"fieldData": fields})["id"])
+        return str(
+            self.call("POST", f"/collections/{collection}/items", json={"fieldData": fields})["id"]
+        )
 
     def requests(self) -> int:
         return int(self.call("GET", "/_admin/stats").get("requests", 0))
@@ -213,9 +224,14 @@ def setup_main(runtime: Runtime, box: Sandbox, workspace: str, shape: Shape) -> 
     for a in range(shape.authors):
         ids[f"author-{a}"] = box.create("authors", {"name": f"Author {a}", "slug": f"author-{a}"})
     for b in range(shape.books):
-        ids[f"book-{b}"] = box.create("books", {
-            "title": f"Book {b}", "slug": f"book-{b}", "author": ids[f"author-{b % shape.authors}"]
-        })
+        ids[f"book-{b}"] = box.create(
+            "books",
+            {
+                "title": f"Book {b}",
+                "slug": f"book-{b}",
+                "author": ids[f"author-{b % shape.authors}"],
+            },
+        )
     for m in range(2):
         items = [ids[f"book-{b}"] for b in range(m, shape.books, 2)]
         ids[f"menu-{m}"] = box.create("menus", {"slug": f"menu-{m}", "items": items})
@@ -247,15 +263,27 @@ def _pull(runtime: Runtime, workspace: str) -> None:
 def write_draft(runtime: Runtime, workspace: str, shape: Shape) -> None:
     app, user = runtime.app, "alice"
     for j in range(shape.new_authors):
-        app.write_draft_file(workspace, user, f"authors/new-author-{j}.json", {
-            "name": f"New author {j}", "slug": f"new-author-{j}",
-            "favourite_book": f"@/books/new-book-{j}.json",
-        })
+        app.write_draft_file(
+            workspace,
+            user,
+            f"authors/new-author-{j}.json",
+            {
+                "name": f"New author {j}",
+                "slug": f"new-author-{j}",
+                "favourite_book": f"@/books/new-book-{j}.json",
+            },
+        )
     for i in range(shape.books):
-        app.write_draft_file(workspace, user, f"books/new-book-{i}.json", {
-            "title": f"New book {i}", "slug": f"new-book-{i}",
-            "author": f"@/authors/new-author-{i % shape.new_authors}.json",
-        })
+        app.write_draft_file(
+            workspace,
+            user,
+            f"books/new-book-{i}.json",
+            {
+                "title": f"New book {i}",
+                "slug": f"new-book-{i}",
+                "author": f"@/authors/new-author-{i % shape.new_authors}.json",
+            },
+        )
     app.catch_up()
     for b in range(shape.edited):
         path = f"books/book-{b}.json"
@@ -276,8 +304,13 @@ def deleted_books(shape: Shape) -> range:
 
 
 def run_trial(
-    runtime: Runtime, database: Database, schema: str, shape: Shape, rng: random.Random,
-    latency_ms: float, number: int,
+    runtime: Runtime,
+    database: Database,
+    schema: str,
+    shape: Shape,
+    rng: random.Random,
+    latency_ms: float,
+    number: int,
 ) -> TrialResult:
     started = time.monotonic()
     workspace = f"trial-{number}-{uuid.uuid4().hex[:6]}"
@@ -292,16 +325,22 @@ def run_trial(
         kill_after = rng.randint(1, max(1, calls - 1))
         runtime.app.request_run(pipeline.pipeline_id)
         with worker_process(database, schema, f"doomed-{number}") as doomed:
-            wait_until(lambda: box.requests() >= kill_after or doomed.poll() is not None,
-                       60, f"{kill_after} sandbox requests")
+            wait_until(
+                lambda: box.requests() >= kill_after or doomed.poll() is not None,
+                60,
+                f"{kill_after} sandbox requests",
+            )
             alive = doomed.poll() is None
             doomed.send_signal(signal.SIGKILL)
             doomed.wait(10)
         result.calls_before_kill = box.requests()
         result.interrupted = alive and _state(runtime, pipeline.pipeline_id) not in TERMINAL_STATES
         with worker_process(database, schema, f"resumer-{number}"):
-            wait_until(lambda: _state(runtime, pipeline.pipeline_id) in TERMINAL_STATES,
-                       120, f"pipeline {pipeline.pipeline_id} to end")
+            wait_until(
+                lambda: _state(runtime, pipeline.pipeline_id) in TERMINAL_STATES,
+                120,
+                f"pipeline {pipeline.pipeline_id} to end",
+            )
         box.call("PUT", "/_admin/faults", json={"latency_ms": 0})
         result.replays = int(box.call("GET", "/_admin/stats").get("duplicates", 0))
         check(runtime, box, workspace, shape, ids, pipeline.pipeline_id, result)
@@ -310,9 +349,10 @@ def run_trial(
 
 
 def _expected_calls(pipeline: PublishPipeline) -> int:
-    deletes = {(e["operation"]["folder"], e["operation"]["page"])
-               for e in pipeline.entries_of("delete")}
-    return len(pipeline.entries) - len(pipeline.entries_of("delete")) + len(deletes)
+    deletes = {
+        (e.operation["folder"], e.operation["page"]) for e in pipeline.entries_of(Phase.DELETE)
+    }
+    return len(pipeline.entries) - len(pipeline.entries_of(Phase.DELETE)) + len(deletes)
 
 
 def _state(runtime: Runtime, pipeline_id: str) -> str:
@@ -320,8 +360,13 @@ def _state(runtime: Runtime, pipeline_id: str) -> str:
 
 
 def check(
-    runtime: Runtime, box: Sandbox, workspace: str, shape: Shape, ids: dict[str, str],
-    pipeline_id: str, result: TrialResult,
+    runtime: Runtime,
+    box: Sandbox,
+    workspace: str,
+    shape: Shape,
+    ids: dict[str, str],
+    pipeline_id: str,
+    result: TrialResult,
 ) -> None:
     """Compare the sandbox's records with the plan and with what the pipeline recorded."""
     pipeline = runtime.app.pipeline(pipeline_id)
@@ -339,9 +384,9 @@ def check(
         by_slug.update({item["fieldData"]["slug"]: item for item in items})
     entries = pipeline.entries
 
-    def published(phase: str, path: str) -> dict[str, Any] | None:
+    def published(phase: str, path: str) -> PipelineEntry | None:
         entry = entries.get(f"{phase}:{path}")
-        return entry if entry is not None and entry["status"] == E_PUBLISHED else None
+        return entry if entry is not None and entry.status == EntryStatus.PUBLISHED else None
 
     def expect(ok: bool, problem: str) -> None:
         if not ok:
@@ -353,7 +398,7 @@ def check(
     for folder, slug in new:
         item = by_slug.get(slug)
         entry = published("create", f"{folder}/{slug}.json")
-        if item is not None and (entry is None or entry["record_id"] != item["id"]):
+        if item is not None and (entry is None or entry.record_id != item["id"]):
             result.lost_outcomes += 1
             result.problems.append(f"{slug}: created as {item['id']}, recorded {entry}")
         expect(item is not None and entry is not None, f"{slug}: no record or no outcome")
@@ -361,12 +406,16 @@ def check(
     for i in range(shape.books):
         book = by_slug.get(f"new-book-{i}")
         author = by_slug.get(f"new-author-{i % shape.new_authors}")
-        expect(bool(book and author and book["fieldData"].get("author") == author["id"]),
-               f"new-book-{i} does not point at its author")
+        expect(
+            bool(book and author and book["fieldData"].get("author") == author["id"]),
+            f"new-book-{i} does not point at its author",
+        )
     for j in range(shape.new_authors):
         author, book = by_slug.get(f"new-author-{j}"), by_slug.get(f"new-book-{j}")
-        expect(bool(author and book and author["fieldData"].get("favourite_book") == book["id"]),
-               f"new-author-{j} does not point at its favourite book")
+        expect(
+            bool(author and book and author["fieldData"].get("favourite_book") == book["id"]),
+            f"new-author-{j} does not point at its favourite book",
+        )
     # edits, clearing edits and deletes
     gone_authors = {ids[f"author-{a}"] for a in deleted_authors(shape)}
     gone_books = {ids[f"book-{b}"] for b in deleted_books(shape)}
@@ -401,12 +450,14 @@ def check(
     known = runtime.views.record_ids(workspace, files)
     for folder, slug in new:
         item = by_slug.get(slug)
-        expect(item is not None and known.get((folder, f"{slug}.json")) == item["id"],
-               f"FileIndex of {folder}/{slug}.json is not the sandbox's record")
+        expect(
+            item is not None and known.get((folder, f"{slug}.json")) == item["id"],
+            f"FileIndex of {folder}/{slug}.json is not the sandbox's record",
+        )
 
 
 def _check_deleted(
-    result: TrialResult, item: dict[str, Any] | None, entry: dict[str, Any] | None, slug: str
+    result: TrialResult, item: dict[str, Any] | None, entry: PipelineEntry | None, slug: str
 ) -> None:
     if item is not None:
         result.problems.append(f"{slug} was not deleted")
@@ -416,7 +467,12 @@ def _check_deleted(
 
 
 def run_trials(
-    database: Database, schema: str, trials: int, shape: Shape, latency_ms: float, seed: int,
+    database: Database,
+    schema: str,
+    trials: int,
+    shape: Shape,
+    latency_ms: float,
+    seed: int,
     report: Callable[[int, TrialResult], None] = lambda n, r: None,
 ) -> list[TrialResult]:
     rng = random.Random(seed)

@@ -73,20 +73,31 @@ def percentile(values: list[float], p: float) -> float:
 # --- writing ------------------------------------------------------------------------
 def planned(entries: int, workspace: str) -> PublishPipeline:
     pipeline = PublishPipeline(
-        pipeline_id=str(uuid4()), workspace_id=workspace, user="bench", main_version=0,
-        draft_version=1, phases=[{"phase": "create", "entries": entries}],
+        pipeline_id=str(uuid4()),
+        workspace_id=workspace,
+        user="bench",
+        main_version=0,
+        draft_version=1,
+        phases=[{"phase": "create", "entries": entries}],
     )
-    pipeline.plan_entries([
-        PlanEntry(f"books/b{i}.json", "create",
-                  {"type": "create", "folder": "books", "fields": {"title": f"Book {i}"}})
-        for i in range(entries)
-    ])
+    pipeline.plan_entries(
+        [
+            PlanEntry(
+                f"books/b{i}.json",
+                "create",
+                {"type": "create", "folder": "books", "fields": {"title": f"Book {i}"}},
+            )
+            for i in range(entries)
+        ]
+    )
     return pipeline
 
 
 def running(store: PublishdApplication, workspace: str) -> PublishPipeline:
     pipeline = planned(1, workspace)
-    pipeline.request_run()
+    pipeline.request_run(
+        main_version=pipeline.last_main_version, draft_version=pipeline.draft_version
+    )
     pipeline.claim(WORKER, datetime.now(UTC), timedelta(hours=1))
     store.save(pipeline)
     return pipeline
@@ -113,7 +124,7 @@ def serve(fd: int, conninfo: str, schema: str, table: str) -> None:
     import uvicorn
     from starlette.applications import Starlette
 
-    from infrastructure.postgres.event_feed import EventFeed
+    from infrastructure.postgres.feed.event_feed import EventFeed
     from interfaces.http.auth import Authenticator
     from interfaces.http.errors import install_error_handlers
     from interfaces.http.streams import stream_routes
@@ -132,8 +143,9 @@ def serve(fd: int, conninfo: str, schema: str, table: str) -> None:
 
     app = Starlette(routes=stream_routes(feed, authenticator), lifespan=lifespan)
     install_error_handlers(app)
-    uvicorn.run(app, fd=fd, log_level="warning", access_log=False, backlog=2048,
-                timeout_graceful_shutdown=1)
+    uvicorn.run(
+        app, fd=fd, log_level="warning", access_log=False, backlog=2048, timeout_graceful_shutdown=1
+    )
 
 
 class Server:
@@ -144,8 +156,16 @@ class Server:
         self.port = self.sock.getsockname()[1]
         fd = self.sock.fileno()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.sse", "--serve", str(fd), database.conninfo,
-             schema, table],
+            [
+                sys.executable,
+                "-m",
+                "bench.sse",
+                "--serve",
+                str(fd),
+                database.conninfo,
+                schema,
+                table,
+            ],
             pass_fds=[fd],
         )
 
@@ -156,8 +176,14 @@ class Server:
 
 
 # --- the three measurements -------------------------------------------------------------
-def measure_replay(database: Database, store: PublishdApplication, server: Server, token: str,
-                   schema: str, table: str) -> dict[str, Any]:
+def measure_replay(
+    database: Database,
+    store: PublishdApplication,
+    server: Server,
+    token: str,
+    schema: str,
+    table: str,
+) -> dict[str, Any]:
     pipeline = planned(REPLAY_EVENTS - 2, "replay")
     pipeline.mark_stale("bench: a terminal event to close the stream")
     started = time.perf_counter()
@@ -167,16 +193,17 @@ def measure_replay(database: Database, store: PublishdApplication, server: Serve
     for _ in range(REPLAY_RUNS):  # the first run also pays for cold caches (server and database)
         received: list[Received] = []
         started = time.perf_counter()
-        asyncio.run(stream(server.port, f"/pipelines/{pipeline.id}/events", token,
-                           received.append))
+        asyncio.run(stream(server.port, f"/pipelines/{pipeline.id}/events", token, received.append))
         rates.append(len(received) / (time.perf_counter() - started))
         ids = [r.id for r in received]
         assert ids == list(range(1, pipeline.version + 1)), "replay lost or repeated events"
 
     events = sql.Identifier(schema, table)
-    query = sql.SQL("SELECT notification_id, originator_id, originator_version, topic, state "
-                    "FROM {} WHERE originator_id = %s AND originator_version > %s "
-                    "ORDER BY originator_version LIMIT 5000").format(events)
+    query = sql.SQL(
+        "SELECT notification_id, originator_id, originator_version, topic, state "
+        "FROM {} WHERE originator_id = %s AND originator_version > %s "
+        "ORDER BY originator_version LIMIT 5000"
+    ).format(events)
     raw: list[float] = []
     for _ in range(REPLAY_RUNS):
         started = time.perf_counter()
@@ -186,9 +213,13 @@ def measure_replay(database: Database, store: PublishdApplication, server: Serve
                 rows += len(page)
                 after = page[-1][2]
         raw.append(rows / (time.perf_counter() - started))
-    return {"replay_events": len(ids), "replay_events_per_s": statistics.median(rates),
-            "replay_runs_events_per_s": [round(r) for r in rates],
-            "raw_select_rows_per_s": statistics.median(raw), "replay_setup_save_s": setup_s}
+    return {
+        "replay_events": len(ids),
+        "replay_events_per_s": statistics.median(rates),
+        "replay_runs_events_per_s": [round(r) for r in rates],
+        "raw_select_rows_per_s": statistics.median(raw),
+        "replay_setup_save_s": setup_s,
+    }
 
 
 def run_writer(target: Callable[[], None]) -> threading.Thread:
@@ -220,7 +251,8 @@ def measure_live(store: PublishdApplication, server: Server, token: str) -> dict
 
     async def main() -> None:
         reader = asyncio.create_task(
-            stream(server.port, f"/pipelines/{pipeline.id}/events", token, received.append))
+            stream(server.port, f"/pipelines/{pipeline.id}/events", token, received.append)
+        )
         await _wait_for(lambda: len(received) >= pipeline.version)  # caught up: now live
         writer = run_writer(write)
         await reader
@@ -229,8 +261,12 @@ def measure_live(store: PublishdApplication, server: Server, token: str) -> dict
     asyncio.run(main())
     latencies = [(r.at - committed[r.id]) * 1000 for r in received if r.id in committed]
     assert len(latencies) == LIVE_EVENTS, "live subscriber missed events"
-    return {"live_events": len(latencies), "live_p50_ms": statistics.median(latencies),
-            "live_p99_ms": percentile(latencies, 99), "live_max_ms": max(latencies)}
+    return {
+        "live_events": len(latencies),
+        "live_p50_ms": statistics.median(latencies),
+        "live_p99_ms": percentile(latencies, 99),
+        "live_max_ms": max(latencies),
+    }
 
 
 def notify_baseline(database: Database, rounds: int = 300) -> dict[str, float]:
@@ -242,8 +278,10 @@ def notify_baseline(database: Database, rounds: int = 300) -> dict[str, float]:
             tx.execute("NOTIFY bench_sse_baseline, '1'")
             next(listener.notifies(timeout=5, stop_after=1))
             latencies.append((time.perf_counter() - sent) * 1000)
-    return {"notify_p50_ms": statistics.median(latencies),
-            "notify_p99_ms": percentile(latencies, 99)}
+    return {
+        "notify_p50_ms": statistics.median(latencies),
+        "notify_p99_ms": percentile(latencies, 99),
+    }
 
 
 def write_fanout(conninfo: str, schema: str, rate: float, seconds: float, ids: list[str]) -> None:
@@ -274,8 +312,9 @@ def write_fanout(conninfo: str, schema: str, rate: float, seconds: float, ids: l
     store.close()
 
 
-def measure_fanout(database: Database, store: PublishdApplication, schema: str, server: Server,
-                   token: str) -> dict[str, float]:
+def measure_fanout(
+    database: Database, store: PublishdApplication, schema: str, server: Server, token: str
+) -> dict[str, float]:
     pipelines = [running(store, f"ws{i % 5}") for i in range(FANOUT_PIPELINES)]
     streams: list[list[Received]] = [[] for _ in range(FANOUT_PIPELINES * FANOUT_PER_PIPELINE)]
     output: list[bytes] = []
@@ -287,9 +326,15 @@ def measure_fanout(database: Database, store: PublishdApplication, schema: str, 
             pipeline = pipelines[i // FANOUT_PER_PIPELINE]
             async with gate:
                 connected = asyncio.Event()
-                task = asyncio.create_task(stream(
-                    server.port, f"/pipelines/{pipeline.id}/events", token, streams[i].append,
-                    on_connect=connected.set))
+                task = asyncio.create_task(
+                    stream(
+                        server.port,
+                        f"/pipelines/{pipeline.id}/events",
+                        token,
+                        streams[i].append,
+                        on_connect=connected.set,
+                    )
+                )
                 await connected.wait()
                 await _wait_for(lambda: len(streams[i]) >= 3)  # replayed: plan, run, claim
             await task
@@ -299,10 +344,17 @@ def measure_fanout(database: Database, store: PublishdApplication, schema: str, 
         share = len(pipelines) // FANOUT_WRITERS
         writers = [
             await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bench.sse", "--write-fanout", database.conninfo, schema,
-                str(FANOUT_RATE / FANOUT_WRITERS), str(FANOUT_SECONDS),
-                *(str(p.id) for p in pipelines[w * share:(w + 1) * share]),
-                stdout=asyncio.subprocess.PIPE)
+                sys.executable,
+                "-m",
+                "bench.sse",
+                "--write-fanout",
+                database.conninfo,
+                schema,
+                str(FANOUT_RATE / FANOUT_WRITERS),
+                str(FANOUT_SECONDS),
+                *(str(p.id) for p in pipelines[w * share : (w + 1) * share]),
+                stdout=asyncio.subprocess.PIPE,
+            )
             for w in range(FANOUT_WRITERS)
         ]
         outputs = await asyncio.gather(*(w.communicate() for w in writers))
@@ -311,9 +363,11 @@ def measure_fanout(database: Database, store: PublishdApplication, schema: str, 
 
     asyncio.run(main())
     reports = [json.loads(out) for out in output]
-    report = {"committed": [c for r in reports for c in r["committed"]],
-              "final": {k: v for r in reports for k, v in r["final"].items()},
-              "paced_s": max(r["paced_s"] for r in reports)}
+    report = {
+        "committed": [c for r in reports for c in r["committed"]],
+        "final": {k: v for r in reports for k, v in r["final"].items()},
+        "paced_s": max(r["paced_s"] for r in reports),
+    }
     committed = {(pid, version): at for pid, version, at in report["committed"]}
     latencies: list[float] = []
     missed = 0
@@ -321,14 +375,20 @@ def measure_fanout(database: Database, store: PublishdApplication, schema: str, 
         pid = str(pipelines[i // FANOUT_PER_PIPELINE].id)
         if [r.id for r in received] != list(range(1, report["final"][pid] + 1)):
             missed += 1
-        latencies += [(r.at - committed[(pid, r.id)]) * 1000
-                      for r in received if (pid, r.id) in committed]
+        latencies += [
+            (r.at - committed[(pid, r.id)]) * 1000 for r in received if (pid, r.id) in committed
+        ]
     written = len(committed)
-    return {"subscribers": len(streams), "fanout_events_written": written,
-            "fanout_deliveries": len(latencies), "fanout_subscribers_missing_events": missed,
-            "fanout_p50_ms": statistics.median(latencies),
-            "fanout_p99_ms": percentile(latencies, 99), "fanout_max_ms": max(latencies),
-            "fanout_write_rate_per_s": written / report["paced_s"]}
+    return {
+        "subscribers": len(streams),
+        "fanout_events_written": written,
+        "fanout_deliveries": len(latencies),
+        "fanout_subscribers_missing_events": missed,
+        "fanout_p50_ms": statistics.median(latencies),
+        "fanout_p99_ms": percentile(latencies, 99),
+        "fanout_max_ms": max(latencies),
+        "fanout_write_rate_per_s": written / report["paced_s"],
+    }
 
 
 def main() -> None:
@@ -347,15 +407,18 @@ def main() -> None:
             print(f"replay: {figures['replay_events_per_s']:,.0f} events/s", flush=True)
             figures |= notify_baseline(database)
             figures |= measure_live(store, server, token)
-            print(f"live: p50 {figures['live_p50_ms']:.1f} ms, p99 {figures['live_p99_ms']:.1f} ms",
-                  flush=True)
+            print(
+                f"live: p50 {figures['live_p50_ms']:.1f} ms, p99 {figures['live_p99_ms']:.1f} ms",
+                flush=True,
+            )
             figures |= measure_fanout(database, store, schema, server, token)
         finally:
             server.stop()
             tokens.close()
             store.close()
-    figures["replay_vs_raw_select"] = figures["replay_events_per_s"] / figures[
-        "raw_select_rows_per_s"]
+    figures["replay_vs_raw_select"] = (
+        figures["replay_events_per_s"] / figures["raw_select_rows_per_s"]
+    )
     figures["live_p99_vs_notify_p99"] = figures["live_p99_ms"] / figures["notify_p99_ms"]
     print_result(**{k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()})
 
@@ -364,7 +427,6 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
         serve(int(sys.argv[2]), *sys.argv[3:6])
     elif len(sys.argv) > 1 and sys.argv[1] == "--write-fanout":
-        write_fanout(sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5]),
-                     sys.argv[6:])
+        write_fanout(sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5]), sys.argv[6:])
     else:
         main()

@@ -6,7 +6,7 @@ the domain never knows about HTTP but every refusal has a stable name.
 
 from __future__ import annotations
 
-from typing import Any
+from domain.json_types import JsonValue
 
 
 class DomainError(Exception):
@@ -14,7 +14,7 @@ class DomainError(Exception):
 
     code = "invalid_request"
 
-    def __init__(self, message: str, details: Any = None) -> None:
+    def __init__(self, message: str, details: JsonValue = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details

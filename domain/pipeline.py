@@ -22,36 +22,15 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import IllegalTransition, LeaseLost
+from domain.calls import Call, group_calls
+from domain.entries import EntryStatus, PipelineEntry
+from domain.errors import IllegalTransition, LeaseLost, StalePlan
 from domain.json_types import JsonObject
-from domain.plan import PHASES, PlanEntry, entry_key
+from domain.plan import PHASES, EntryKey, Phase, PlanEntry, entry_key
+from domain.states import TERMINAL_STATES, TRANSITIONS, PipelineState
 
-PLANNED = "planned"
-RUNNING = "running"
-COMPLETED = "completed"
-COMPLETED_WITH_ERRORS = "completed_with_errors"
-FAILED = "failed"
-CANCELLED = "cancelled"
-STALE = "stale"
-TERMINAL_STATES = frozenset({COMPLETED, COMPLETED_WITH_ERRORS, FAILED, CANCELLED, STALE})
-
-# command -> states it is legal in
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "run": frozenset({PLANNED, FAILED}),
-    "retry": frozenset({COMPLETED_WITH_ERRORS, FAILED, CANCELLED}),
-    "mark_stale": frozenset({PLANNED}),
-    "cancel": frozenset({PLANNED, RUNNING}),
-    "claim": frozenset({RUNNING}),
-    "work": frozenset({RUNNING}),
-}
-
-# entry statuses
-E_PLANNED = "planned"
-E_DISPATCHED = "dispatched"
-E_PUBLISHED = "published"
-E_FAILED = "failed"
-E_SKIPPED = "skipped"
-OPEN_STATUSES = frozenset({E_PLANNED, E_DISPATCHED})
+COUNTED = ("planned", "published", "failed", "skipped")
+"""What a phase's counts report: open entries count as planned."""
 
 
 def _iso(moment: datetime) -> str:
@@ -66,9 +45,8 @@ class PublishPipeline(Aggregate):
     def __deepcopy__(self, memo: dict[int, Any]) -> PublishPipeline:
         """The copy a command works on (the repository copies cached aggregates).
 
-        Entries are copied one level down: only their top-level fields change
-        after ``EntryPlanned``; the plan inside them (operation, deferred
-        fields, dependencies) never does, so the copy shares it. A plan of
+        Entries are copied one level down (``PipelineEntry.copy``): their plan
+        never changes after ``EntryPlanned``, so the copy shares it. A plan of
         thousands of entries copies in about a millisecond instead of a tenth
         of a second.
         """
@@ -76,7 +54,7 @@ class PublishPipeline(Aggregate):
         memo[id(self)] = clone
         for name, value in self.__dict__.items():
             if name == "entries":
-                clone.__dict__[name] = {key: dict(entry) for key, entry in value.items()}
+                clone.__dict__[name] = {key: entry.copy() for key, entry in value.items()}
             else:
                 clone.__dict__[name] = deepcopy(value, memo)
         return clone
@@ -96,16 +74,16 @@ class PublishPipeline(Aggregate):
         self.user = user
         self.main_version = main_version
         self.draft_version = draft_version
-        self.phases = [p["phase"] for p in phases]
-        self.state = PLANNED
-        self.phase: str | None = None
-        self.entries: dict[str, JsonObject] = {}
+        self.phases = [Phase(p["phase"]) for p in phases]
+        self.state = PipelineState.PLANNED
+        self.phase: Phase | None = None
+        self.entries: dict[EntryKey, PipelineEntry] = {}
         self.lease_owner: str | None = None
         self.lease_expires_at: str | None = None
         self.cancel_requested = False
         self.error: str | None = None
         self.last_main_version = main_version
-        self.completed_phases: list[str] = []
+        self.completed_phases: list[Phase] = []
         self.attempt = 0
         """Number of retries: part of each call's idempotency key, so a retried call is new."""
 
@@ -129,7 +107,7 @@ class PublishPipeline(Aggregate):
 
     # --- planning ---------------------------------------------------------
     def plan_entries(self, entries: list[PlanEntry]) -> None:
-        if self.state != PLANNED or self.entries:
+        if self.state != PipelineState.PLANNED or self.entries:
             raise IllegalTransition(f"pipeline {self.pipeline_id} is already planned")
         for entry in entries:
             self._entry_planned(
@@ -149,37 +127,68 @@ class PublishPipeline(Aggregate):
         deferred_fields: list[str],
         depends_on: list[str],
     ) -> None:
-        self.entries[entry_key(phase, path)] = {
-            "path": path,
-            "phase": phase,
-            "operation": operation,
-            "deferred_fields": deferred_fields,
-            "depends_on": depends_on,
-            "status": E_PLANNED,
-            "record_id": operation.get("record_id"),
-            "error": None,
-            "idempotency_key": None,
-        }
+        entry = PipelineEntry(
+            path,
+            Phase(phase),
+            operation,
+            deferred_fields,
+            depends_on,
+            record_id=operation.get("record_id"),
+        )
+        self.entries[entry.key] = entry
 
     # --- run, retry, stale, cancel ----------------------------------------
-    def request_run(self) -> None:
+    def staleness(self, main_version: int, draft_version: int | None) -> str | None:
+        """Why running this plan now would publish something nobody reviewed, if it would.
+
+        Main must not have moved since the plan (or since the last published
+        entry, for a resumed run); the draft counts only while nothing of the
+        plan has run (``draft_version`` None: don't check it).
+        """
+        if main_version != self.last_main_version:
+            return (
+                f"main moved from version {self.last_main_version} to "
+                f"{main_version} since the plan was made: plan again"
+            )
+        if (
+            self.state == PipelineState.PLANNED
+            and draft_version is not None
+            and draft_version != self.draft_version
+        ):
+            return (
+                f"the draft moved from version {self.draft_version} to "
+                f"{draft_version} since the plan was made: plan again"
+            )
+        return None
+
+    def request_run(self, *, main_version: int, draft_version: int) -> None:
+        """Queue the run, or refuse a stale plan (``StalePlan``).
+
+        A refused plan that never ran ends in state ``stale`` (the event is
+        recorded before the error is raised: save the pipeline, then re-raise).
+        """
         self._require("run")
-        self._run_requested(resumed=self.state == FAILED)
+        reason = self.staleness(main_version, draft_version)
+        if reason is not None:
+            if self.state == PipelineState.PLANNED:
+                self._stale(reason)
+            raise StalePlan(reason, {"pipeline_id": self.pipeline_id})
+        self._run_requested(resumed=self.state == PipelineState.FAILED)
 
     @event("PipelineRunRequested")
     def _run_requested(self, resumed: bool) -> None:
-        self.state = RUNNING
+        self.state = PipelineState.RUNNING
         self.error = None
         self.lease_owner = None
         self.lease_expires_at = None
 
-    def request_retry(self) -> None:
+    def request_retry(self, *, main_version: int) -> None:
+        """Run the entries that did not publish again, with new idempotency keys."""
         self._require("retry")
-        keys = [
-            k
-            for k, e in self.entries.items()
-            if e["status"] in (E_FAILED, E_SKIPPED, E_PLANNED, E_DISPATCHED)
-        ]
+        reason = self.staleness(main_version, None)
+        if reason is not None:
+            raise StalePlan(reason, {"pipeline_id": self.pipeline_id})
+        keys = [k for k, e in self.entries.items() if e.status != EntryStatus.PUBLISHED]
         if not keys:
             raise IllegalTransition(f"pipeline {self.pipeline_id} has nothing to retry")
         self._retry_requested(keys)
@@ -188,12 +197,12 @@ class PublishPipeline(Aggregate):
     def _retry_requested(self, entries: list[str]) -> None:
         for key in entries:
             entry = self.entries[key]
-            if entry["status"] in (E_FAILED, E_SKIPPED):
-                entry["status"] = E_PLANNED
-                entry["error"] = None
-            if entry["phase"] in self.completed_phases:
-                self.completed_phases.remove(entry["phase"])
-        self.state = RUNNING
+            if entry.status in (EntryStatus.FAILED, EntryStatus.SKIPPED):
+                entry.status = EntryStatus.PLANNED
+                entry.error = None
+            if entry.phase in self.completed_phases:
+                self.completed_phases.remove(entry.phase)
+        self.state = PipelineState.RUNNING
         self.error = None
         self.cancel_requested = False
         self.lease_owner = None
@@ -206,12 +215,12 @@ class PublishPipeline(Aggregate):
 
     @event("PipelineStale")
     def _stale(self, reason: str) -> None:
-        self.state = STALE
+        self.state = PipelineState.STALE
         self.error = reason
 
     def request_cancel(self) -> None:
         self._require("cancel")
-        if self.state == PLANNED:
+        if self.state == PipelineState.PLANNED:
             self._cancelled()
         elif not self.cancel_requested:
             self._cancel_requested()
@@ -223,6 +232,10 @@ class PublishPipeline(Aggregate):
     # --- leases -----------------------------------------------------------
     def lease_expired(self, now: datetime) -> bool:
         return self.lease_expires_at is None or datetime.fromisoformat(self.lease_expires_at) <= now
+
+    def runnable(self, now: datetime) -> bool:
+        """Whether a worker may claim it now: running, and nobody's lease is live."""
+        return self.state == PipelineState.RUNNING and self.lease_expired(now)
 
     def claim(self, worker: str, now: datetime, lease: timedelta) -> None:
         """Take (or renew) the lease. Refused while another worker's lease is live."""
@@ -237,6 +250,11 @@ class PublishPipeline(Aggregate):
                 f"until {self.lease_expires_at}"
             )
 
+    def lease_due(self, now: datetime, lease: timedelta) -> bool:
+        """Whether the holder should renew: less than half of its lease is left."""
+        expires = self.lease_expires_at
+        return expires is None or datetime.fromisoformat(expires) - now < lease / 2
+
     @event("LeaseAcquired")
     def _lease_acquired(self, worker: str, expires_at: str, previous: str | None) -> None:
         self.lease_owner = worker
@@ -247,7 +265,7 @@ class PublishPipeline(Aggregate):
         self.lease_expires_at = expires_at
 
     # --- the run ------------------------------------------------------------
-    def start_phase(self, worker: str, phase: str) -> None:
+    def start_phase(self, worker: str, phase: Phase) -> None:
         self._require_worker(worker)
         if phase not in PHASES:
             raise IllegalTransition(f"unknown phase {phase!r}")
@@ -256,32 +274,32 @@ class PublishPipeline(Aggregate):
 
     @event("PhaseStarted")
     def _phase_started(self, phase: str) -> None:
-        self.phase = phase
+        self.phase = Phase(phase)
 
-    def dispatch(self, worker: str, key: str, idempotency_key: str) -> None:
+    def dispatch(self, worker: str, key: EntryKey, idempotency_key: str) -> None:
         """Record the intent to send an entry, before the call goes out."""
         self._require_worker(worker)
         entry = self._open_entry(key)
-        if entry["status"] != E_DISPATCHED:
-            self._entry_dispatched(entry["path"], entry["phase"], idempotency_key)
+        if entry.status != EntryStatus.DISPATCHED:
+            self._entry_dispatched(entry.path, entry.phase, idempotency_key)
 
     @event("EntryDispatched")
     def _entry_dispatched(self, path: str, phase: str, idempotency_key: str) -> None:
         entry = self.entries[entry_key(phase, path)]
-        entry["status"] = E_DISPATCHED
-        entry["idempotency_key"] = idempotency_key
+        entry.status = EntryStatus.DISPATCHED
+        entry.idempotency_key = idempotency_key
 
     def publish_entry(
         self,
         worker: str,
-        key: str,
+        key: EntryKey,
         record_id: str | None,
         record: JsonObject | None,
         main_version: int,
     ) -> None:
         self._require_worker(worker)
         entry = self._open_entry(key)
-        self._entry_published(entry["path"], entry["phase"], record_id, record, main_version)
+        self._entry_published(entry.path, entry.phase, record_id, record, main_version)
 
     @event("EntryPublished")
     def _entry_published(
@@ -293,56 +311,57 @@ class PublishPipeline(Aggregate):
         main_version: int,
     ) -> None:
         entry = self.entries[entry_key(phase, path)]
-        entry["status"] = E_PUBLISHED
-        entry["record_id"] = record_id
-        entry["error"] = None
+        entry.status = EntryStatus.PUBLISHED
+        entry.record_id = record_id
+        entry.error = None
         self.last_main_version = main_version
 
-    def fail_entry(self, worker: str, key: str, error: str) -> None:
+    def fail_entry(self, worker: str, key: EntryKey, error: str) -> None:
         self._require_worker(worker)
         entry = self._open_entry(key)
-        self._entry_failed(entry["path"], entry["phase"], error)
+        self._entry_failed(entry.path, entry.phase, error)
 
     @event("EntryFailed")
     def _entry_failed(self, path: str, phase: str, error: str) -> None:
         entry = self.entries[entry_key(phase, path)]
-        entry["status"] = E_FAILED
-        entry["error"] = error
+        entry.status = EntryStatus.FAILED
+        entry.error = error
 
-    def skip_entry(self, worker: str, key: str, reason: str) -> None:
+    def skip_entry(self, worker: str, key: EntryKey, reason: str) -> None:
         self._require_worker(worker)
         entry = self._open_entry(key)
-        self._entry_skipped(entry["path"], entry["phase"], reason)
+        self._entry_skipped(entry.path, entry.phase, reason)
 
     @event("EntrySkipped")
     def _entry_skipped(self, path: str, phase: str, reason: str) -> None:
         entry = self.entries[entry_key(phase, path)]
-        entry["status"] = E_SKIPPED
-        entry["error"] = reason
+        entry.status = EntryStatus.SKIPPED
+        entry.error = reason
 
-    def complete_phase(self, worker: str, phase: str) -> None:
+    def complete_phase(self, worker: str, phase: Phase) -> None:
         self._require_worker(worker)
         if phase in self.completed_phases:
             return
-        if any(e["status"] in OPEN_STATUSES for e in self.entries_of(phase)):
+        if any(e.is_open for e in self.entries_of(phase)):
             raise IllegalTransition(f"phase {phase} of {self.pipeline_id} still has open entries")
         self._phase_completed(phase, self.phase_counts(phase))
 
     @event("PhaseCompleted")
     def _phase_completed(self, phase: str, counts: dict[str, int]) -> None:
         if phase not in self.completed_phases:
-            self.completed_phases.append(phase)
+            self.completed_phases.append(Phase(phase))
 
     def finish(self, worker: str) -> None:
         self._require_worker(worker)
-        if any(e["status"] in OPEN_STATUSES for e in self.entries.values()):
+        if any(e.is_open for e in self.entries.values()):
             raise IllegalTransition(f"pipeline {self.pipeline_id} still has open entries")
-        clean = all(e["status"] == E_PUBLISHED for e in self.entries.values())
-        self._completed(COMPLETED if clean else COMPLETED_WITH_ERRORS, self.counts())
+        clean = all(e.status == EntryStatus.PUBLISHED for e in self.entries.values())
+        state = PipelineState.COMPLETED if clean else PipelineState.COMPLETED_WITH_ERRORS
+        self._completed(state, self.counts())
 
     @event("PipelineCompleted")
     def _completed(self, state: str, counts: dict[str, dict[str, int]]) -> None:
-        self.state = state
+        self.state = PipelineState(state)
         self._end()
 
     def fail(self, worker: str, error: str) -> None:
@@ -351,7 +370,7 @@ class PublishPipeline(Aggregate):
 
     @event("PipelineFailed")
     def _failed(self, error: str) -> None:
-        self.state = FAILED
+        self.state = PipelineState.FAILED
         self.error = error
         self._end()
 
@@ -361,7 +380,7 @@ class PublishPipeline(Aggregate):
 
     @event("PipelineCancelled")
     def _cancelled(self) -> None:
-        self.state = CANCELLED
+        self.state = PipelineState.CANCELLED
         self._end()
 
     def _end(self) -> None:
@@ -369,23 +388,40 @@ class PublishPipeline(Aggregate):
         self.lease_expires_at = None
         self.cancel_requested = False
 
+    # --- decisions of the run -------------------------------------------------
+    def open_calls(self, phase: Phase, delete_page_size: int) -> list[Call]:
+        """What is left to send in a phase, as calls (see ``domain.calls``)."""
+        return group_calls(
+            self.pipeline_id, self.attempt, phase, self.entries_of(phase), delete_page_size
+        )
+
+    def blocked_by(self, call: Call) -> str | None:
+        """Why a call must not go out: an entry it depends on failed or was skipped."""
+        for key in call.keys:
+            for dependency in self.entries[key].depends_on:
+                status = self.entries[dependency].status
+                if status == EntryStatus.FAILED:
+                    return f"depends on {dependency}, which failed"
+                if status == EntryStatus.SKIPPED:
+                    return f"depends on {dependency}, which was skipped"
+        return None
+
     # --- queries ------------------------------------------------------------
-    def _open_entry(self, key: str) -> JsonObject:
+    def _open_entry(self, key: EntryKey) -> PipelineEntry:
         entry = self.entries.get(key)
         if entry is None:
             raise IllegalTransition(f"pipeline {self.pipeline_id} has no entry {key}")
-        if entry["status"] not in OPEN_STATUSES:
-            raise IllegalTransition(f"entry {key} is already {entry['status']}")
+        if not entry.is_open:
+            raise IllegalTransition(f"entry {key} is already {entry.status}")
         return entry
 
-    def entries_of(self, phase: str) -> list[JsonObject]:
-        return [e for e in self.entries.values() if e["phase"] == phase]
+    def entries_of(self, phase: Phase) -> list[PipelineEntry]:
+        return [e for e in self.entries.values() if e.phase == phase]
 
-    def phase_counts(self, phase: str) -> dict[str, int]:
-        counts = {"planned": 0, "published": 0, "failed": 0, "skipped": 0}
+    def phase_counts(self, phase: Phase) -> dict[str, int]:
+        counts = dict.fromkeys(COUNTED, 0)
         for entry in self.entries_of(phase):
-            status = entry["status"]
-            counts["planned" if status in OPEN_STATUSES else status] += 1
+            counts["planned" if entry.is_open else entry.status] += 1
         return counts
 
     def counts(self) -> dict[str, dict[str, int]]:
@@ -394,14 +430,14 @@ class PublishPipeline(Aggregate):
     def created_record_ids(self) -> dict[str, str]:
         """path -> record id of every record this pipeline created."""
         return {
-            e["path"]: e["record_id"]
-            for e in self.entries_of("create")
-            if e["status"] == E_PUBLISHED and e["record_id"]
+            e.path: e.record_id
+            for e in self.entries_of(Phase.CREATE)
+            if e.status == EntryStatus.PUBLISHED and e.record_id
         }
 
     def published_paths(self) -> list[str]:
         """Paths all of whose entries are published: they leave the draft."""
         status: dict[str, bool] = {}
         for e in self.entries.values():
-            status[e["path"]] = status.get(e["path"], True) and e["status"] == E_PUBLISHED
+            status[e.path] = status.get(e.path, True) and e.status == EntryStatus.PUBLISHED
         return sorted(p for p, ok in status.items() if ok)

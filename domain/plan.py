@@ -15,31 +15,45 @@ moment of sending, never at planning.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import TypeAlias
 
 from domain.json_types import JsonObject
 
-PHASES: tuple[str, ...] = ("edit", "create", "delete", "backfill")
+
+class Phase(StrEnum):
+    """The phases of a plan, in the order they run (DESIGN §3)."""
+
+    EDIT = "edit"
+    CREATE = "create"
+    DELETE = "delete"
+    BACKFILL = "backfill"
 
 
-def entry_key(phase: str, path: str) -> str:
+PHASES: tuple[Phase, ...] = tuple(Phase)
+
+EntryKey: TypeAlias = str
+"""``phase:path``: names one entry of a plan; dependencies and events use it."""
+
+
+def entry_key(phase: str, path: str) -> EntryKey:
     return f"{phase}:{path}"
 
 
 @dataclass(frozen=True)
 class PlanEntry:
     path: str
-    phase: str
+    phase: Phase
     operation: JsonObject
     deferred_fields: tuple[str, ...] = ()
-    depends_on: tuple[str, ...] = ()
-    """Entry keys (``phase:path``) that must be published before this entry is sent."""
+    depends_on: tuple[EntryKey, ...] = ()
+    """Entry keys that must be published before this entry is sent."""
 
     @property
-    def key(self) -> str:
+    def key(self) -> EntryKey:
         return entry_key(self.phase, self.path)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {
             "path": self.path,
             "phase": self.phase,
@@ -53,9 +67,9 @@ class PlanEntry:
 class Plan:
     entries: tuple[PlanEntry, ...] = field(default_factory=tuple)
 
-    def phases(self) -> list[dict[str, Any]]:
-        """Non-empty phases in execution order with their entry counts."""
-        counts = {phase: 0 for phase in PHASES}
+    def phases(self) -> list[JsonObject]:
+        """Non-empty phases in execution order with their entry counts (``PipelinePlanned``'s)."""
+        counts = dict.fromkeys(PHASES, 0)
         for entry in self.entries:
             counts[entry.phase] += 1
         return [{"phase": p, "entries": n} for p, n in counts.items() if n]

@@ -33,20 +33,12 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from domain.clearing import Cleared, PointerTargets, RefTarget, clear_pointers
 from domain.errors import DanglingReferences, InvalidContent, NothingToPublish, UnknownFolder
 from domain.json_types import JsonObject, json_equal
 from domain.paths import REF_PREFIX, FilePath, parse_path
-from domain.plan import PHASES, Plan, PlanEntry, entry_key
-from domain.references import (
-    Cleared,
-    PointerTargets,
-    RefTarget,
-    clear_pointers,
-    ref_strings,
-    ref_strings_by_field,
-    resolve_refs,
-    target_of,
-)
+from domain.plan import PHASES, Phase, Plan, PlanEntry, entry_key
+from domain.pointers import ref_strings, ref_strings_by_field, resolve_refs, target_of
 from domain.schema import FolderSchema
 
 __all__ = ["PlannerInputs", "RefTarget", "plan"]
@@ -309,9 +301,9 @@ class _Planner:
         record_id = _record_id(item.path, schema, before)
         if fields:
             op: JsonObject = {"type": "update", "folder": item.file.folder, "record_id": record_id}
-            self._add(item.path, "edit", op | {"fields": fields}, deferred)
+            self._add(item.path, Phase.EDIT, op | {"fields": fields}, deferred)
             for target in was_pointing.targets:
-                self.clearers.setdefault(target, []).append(entry_key("edit", item.path))
+                self.clearers.setdefault(target, []).append(entry_key(Phase.EDIT, item.path))
         self._backfill(item, record_id, {key: changed[key] for key in deferred}, uncreated)
 
     def _plan_clearing_only(self, draft_paths: set[str]) -> None:
@@ -349,7 +341,7 @@ class _Planner:
         sent = {k: v for k, v in new.items() if k not in unsent}
         fields, deferred, uncreated = self._strip(sent, self.refs[item.path])
         op = {"type": "create", "folder": item.file.folder, "fields": fields}
-        self._add(item.path, "create", op, deferred)
+        self._add(item.path, Phase.CREATE, op, deferred)
         self._backfill(item, None, {key: new[key] for key in deferred}, uncreated)
 
     def _strip(
@@ -379,11 +371,11 @@ class _Planner:
     ) -> None:
         if not fields:
             return
-        depends = {entry_key("create", raw[len(REF_PREFIX) :]) for raw in uncreated}
+        depends = {entry_key(Phase.CREATE, raw[len(REF_PREFIX) :]) for raw in uncreated}
         if record_id is None:
-            depends.add(entry_key("create", item.path))
+            depends.add(entry_key(Phase.CREATE, item.path))
         op: JsonObject = {"type": "update", "folder": item.file.folder, "record_id": record_id}
-        self._add(item.path, "backfill", op | {"fields": fields}, (), tuple(sorted(depends)))
+        self._add(item.path, Phase.BACKFILL, op | {"fields": fields}, (), tuple(sorted(depends)))
 
     def _plan_deletes(self, deleted: list[_File]) -> None:
         by_folder: dict[str, list[_File]] = {}
@@ -398,12 +390,12 @@ class _Planner:
                     "page": self.batches[item.path][1],
                 }
                 depends = tuple(sorted(self.clearers.get(item.file, ())))
-                self._add(item.path, "delete", op, (), depends)
+                self._add(item.path, Phase.DELETE, op, (), depends)
 
     def _add(
         self,
         path: str,
-        phase: str,
+        phase: Phase,
         operation: JsonObject,
         deferred: tuple[str, ...],
         depends_on: tuple[str, ...] = (),

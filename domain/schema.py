@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from domain.errors import InvalidSchema
+from domain.json_types import JsonObject, JsonValue
 from domain.paths import parse_folder
 
 DEFAULT_READ_ONLY = ("createdOn", "lastUpdated", "cdnUrl")
@@ -46,11 +46,11 @@ class FolderSchema:
         """Fields never sent to nor diffed against the service: id and read-only."""
         return self.read_only | {self.id_path}
 
-    def record_id_of(self, content: Mapping[str, Any]) -> str | None:
+    def record_id_of(self, content: Mapping[str, JsonValue]) -> str | None:
         value = content.get(self.id_path)
         return value if isinstance(value, str) and value else None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """The API/JSON form (camelCase, as API.md writes it)."""
         return {
             "idPath": self.id_path,
@@ -68,7 +68,7 @@ class FolderSchema:
         }
 
     @classmethod
-    def from_dict(cls, folder: str, data: Mapping[str, Any]) -> FolderSchema:
+    def from_dict(cls, folder: str, data: Mapping[str, JsonValue]) -> FolderSchema:
         """Validate the API/JSON form. Raises InvalidSchema with a clear message."""
         parse_folder(folder)
         id_path = data.get("idPath", "id")

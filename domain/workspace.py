@@ -8,7 +8,8 @@ projection.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -17,6 +18,14 @@ from domain.errors import PublishInProgress
 from domain.ids import workspace_uuid
 from domain.json_types import JsonObject
 from domain.schema import FolderSchema
+
+
+class MainChange(NamedTuple):
+    """One file of main changed by a pull or a publish; ``content`` None: removed."""
+
+    path: str
+    content: JsonObject | None
+    record_id: str | None
 
 
 class Workspace(Aggregate):
@@ -88,13 +97,10 @@ class Workspace(Aggregate):
             )
 
     # --- main ------------------------------------------------------------
-    def change_main(self, source: str, changes: list[JsonObject]) -> int:
-        """Record changes to main: ``[{"path", "content" (None = removed), "record_id"}]``.
-
-        Returns the new main version.
-        """
+    def change_main(self, source: str, changes: Sequence[MainChange]) -> int:
+        """Record changes to main; returns the new main version."""
         if changes:
-            self._main_changed(source, changes)
+            self._main_changed(source, [change._asdict() for change in changes])
         return self.main_version
 
     @event("MainChanged")

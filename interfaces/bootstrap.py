@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from eventsourcing.postgres import PostgresApplicationRecorder
 from starlette.applications import Starlette
@@ -20,20 +19,23 @@ from starlette.types import ASGIApp
 
 from application.app import PublishdApplication
 from application.connector import Connector
+from application.queries import Queries
 from application.worker import Worker
 from domain.workspace import Workspace
 from infrastructure.connectors.sandbox import SandboxConnector
 from infrastructure.postgres.database import Database, resolve
-from infrastructure.postgres.event_feed import EventFeed
-from infrastructure.postgres.projection_runner import run_projections
+from infrastructure.postgres.feed.event_feed import EventFeed
+from infrastructure.postgres.projections.figures import OperationalFigures
+from infrastructure.postgres.projections.runner import run_projections
+from infrastructure.postgres.projections.views import PostgresViews
 from infrastructure.postgres.tokens import TokenStore
-from infrastructure.postgres.views import PostgresViews
 from infrastructure.settings import Settings
 from interfaces.http.app import create_app
 from interfaces.http.auth import Authenticator, auth_routes, require_scope
 from interfaces.http.metrics import metrics_endpoint
+from interfaces.http.services import Services
 from interfaces.http.streams import stream_routes
-from interfaces.services import Services
+from interfaces.timed_connector import TimedConnector
 
 
 def utc_now() -> datetime:
@@ -73,7 +75,11 @@ class Runtime:
         return cls(settings, database, app, views, tokens)
 
     def connector_for(self, workspace: Workspace) -> Connector:
-        """One connector per workspace and event loop (httpx clients belong to their loop)."""
+        """One connector per workspace and event loop (httpx clients belong to their loop).
+
+        Every connector is timed, so ``/metrics`` reports the latency of each
+        call the workers and pulls of this process make.
+        """
         config = workspace.connector
         try:
             loop_id = str(id(asyncio.get_running_loop()))
@@ -84,9 +90,10 @@ class Runtime:
         if connector is None:
             if config.get("type") != "sandbox":
                 raise ValueError(f"unknown connector type {config.get('type')!r}")
-            connector = SandboxConnector(
+            sandbox = SandboxConnector(
                 str(config["base_url"]), concurrency=self.settings.worker_concurrency
             )
+            connector = TimedConnector(sandbox, "sandbox")
             self._connectors[key] = connector
         return connector
 
@@ -139,14 +146,11 @@ def build_http_app(
     feed = EventFeed.for_recorder(runtime.app.recorder, runtime.database.conninfo)
     runtime.feeds.append(feed)
 
-    async def authenticate(request: Any) -> Any:
-        return await authenticator.authenticate(request)
-
     services = Services(
         app=runtime.app,
-        views=runtime.views,
+        queries=Queries(runtime.app, runtime.views),
         connector_for=runtime.connector_for,
-        authenticate=authenticate,
+        authenticate=authenticator.authenticate,
         authorize=require_scope,
         worker=worker,
     )
@@ -155,7 +159,7 @@ def build_http_app(
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         stop = asyncio.Event()
         stop_thread = threading.Event()
-        background: list[asyncio.Future[Any]] = []
+        background: list[asyncio.Future[None]] = []
         await feed.start()
         if with_projections:
             background.append(
@@ -177,10 +181,9 @@ def build_http_app(
     return create_app(
         services,
         extra_routes=[*streams, *auth_routes(authenticator)],
-        metrics=metrics_endpoint(runtime, feed),
+        metrics_handler=metrics_endpoint(
+            OperationalFigures(runtime.views), runtime.app.head, lambda: feed.stats().subscribers
+        ),
         lifespan=lifespan,
         max_request_bytes=runtime.settings.max_request_bytes,
     )
-
-
-Factory = Callable[[], Runtime]

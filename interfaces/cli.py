@@ -14,16 +14,19 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from interfaces.client import Client, ClientError, emit, follow
 
+if TYPE_CHECKING:
+    from infrastructure.settings import Settings
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
-def _settings(args: argparse.Namespace) -> Any:
+def _settings(args: argparse.Namespace) -> Settings:
     from infrastructure.settings import Settings
 
     overrides = {}
@@ -68,7 +71,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_projections(args: argparse.Namespace) -> int:
     import threading
 
-    from infrastructure.postgres.projection_admin import rebuild, verify
+    from infrastructure.postgres.projections.rebuild import rebuild
+    from infrastructure.postgres.projections.verify import verify
     from interfaces.bootstrap import Runtime
 
     runtime = Runtime.build(_settings(args))
@@ -133,7 +137,7 @@ def cmd_tokens(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from interfaces.demo import run_demo
+    from interfaces.demo.run import run_demo
 
     return run_demo(_settings(args), local=args.command == "run-local")
 
@@ -145,11 +149,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
         for event in client.stream(f"/workspaces/{args.workspace}/events", params):
             sys.stdout.write(json.dumps(event) + "\n")
         return 0
-    from interfaces.audit import pipeline_at_version
+    from application.queries import Queries
+    from interfaces.bootstrap import Runtime
 
-    print(
-        json.dumps(pipeline_at_version(_settings(args), args.pipeline_id, args.version), indent=2)
-    )
+    runtime = Runtime.build(_settings(args))
+    try:
+        pipeline = Queries(runtime.app, runtime.views).pipeline_at_version(
+            args.pipeline_id, args.version
+        )
+    finally:
+        runtime.close()
+    print(json.dumps(pipeline, indent=2))
     return 0
 
 

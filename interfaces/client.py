@@ -10,18 +10,19 @@ import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+
+from domain.json_types import JsonObject, JsonValue
 
 TERMINAL_EVENTS = {"PipelineCompleted", "PipelineFailed", "PipelineCancelled", "PipelineStale"}
 PHASES = ("edit", "create", "delete", "backfill")
 
 
 class ClientError(Exception):
-    def __init__(self, status: int, body: Any) -> None:
+    def __init__(self, status: int, body: JsonValue) -> None:
         message = body.get("message") if isinstance(body, dict) else str(body)
         super().__init__(f"{status}: {message}")
         self.status = status
@@ -39,15 +40,23 @@ class Client:
         headers.update(extra or {})
         return headers
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json: JsonValue = None,
+    ) -> JsonValue:
+        """The answer's JSON body (``None`` when empty); a 4xx or 5xx raises ``ClientError``."""
         with httpx.Client(base_url=self.url, timeout=self.timeout) as http:
-            response = http.request(method, path, headers=self._headers(), **kwargs)
-        body: Any = response.json() if response.content else None
+            response = http.request(method, path, headers=self._headers(), params=params, json=json)
+        body: JsonValue = response.json() if response.content else None
         if response.status_code >= 400:
             raise ClientError(response.status_code, body)
         return body
 
-    def stream(self, path: str, params: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+    def stream(self, path: str, params: dict[str, str] | None = None) -> Iterator[JsonObject]:
         """Events of a stream as NDJSON, until the server closes it."""
         headers = self._headers({"Accept": "application/x-ndjson"})
         with (
@@ -62,21 +71,21 @@ class Client:
                     yield json.loads(line)
 
 
-def emit(data: Any, as_json: bool, console: Console) -> None:
+def emit(data: JsonValue, as_json: bool, console: Console) -> None:
     if as_json:
         sys.stdout.write(json.dumps(data) + "\n")
     else:
         console.print_json(json.dumps(data))
 
 
-def follow(client: Client, pipeline_id: str, as_json: bool, console: Console) -> dict[str, Any]:
+def follow(client: Client, pipeline_id: str, as_json: bool, console: Console) -> JsonObject:
     """Follow a pipeline's stream to its end with a progress bar per phase."""
     if as_json:
         for event in client.stream(f"/pipelines/{pipeline_id}/events"):
             sys.stdout.write(json.dumps(event) + "\n")
             sys.stdout.flush()
         return dict(client.request("GET", f"/pipelines/{pipeline_id}"))
-    bars: dict[str, Any] = {}
+    bars: dict[str, TaskID] = {}
     with Progress(
         TextColumn("{task.description:>9}"),
         BarColumn(),

@@ -15,10 +15,17 @@ decoding time and memory. The one transcoded value every event carries is its
 ``timestamp`` (``{"_type_": "datetime_iso", ...}``); it is kept as its ISO
 string, which PostgreSQL parses as it is, so a rebuild writes exactly the
 timestamps that the live run wrote.
+
+The rules for reading any stored event (its name from its topic, its
+timestamp, the workspace its aggregate's first event names) live here too, and
+the event streams (``infrastructure.postgres.feed``) read events by the same
+rules, so a projection and a stream never disagree on what an event says.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import msgspec
@@ -101,8 +108,45 @@ def _may_refer(raw: bytes | str) -> bool:
 
 
 def event_name(topic: str) -> str:
-    """``domain.pipeline:PublishPipeline.EntryPublished`` -> ``EntryPublished``."""
-    return topic.rpartition(".")[2] if ":" in topic else topic
+    """``domain.pipeline:PublishPipeline.EntryPublished`` -> ``EntryPublished``.
+
+    The rule of ``split_part(topic, '.', -1)``, by which the projections' page
+    query names events in the database, so both sides agree on every topic.
+    """
+    return topic.rpartition(".")[2]
+
+
+WORKSPACE_FIELD = "workspace_id"
+"""The field by which an aggregate's first event names its workspace."""
+
+
+def workspace_named(fields: Mapping[str, Any]) -> str | None:
+    """The workspace an aggregate's creation event names (every aggregate's first event does)."""
+    value = fields.get(WORKSPACE_FIELD)
+    return value if isinstance(value, str) else None
+
+
+def _plain_value(obj: dict[str, Any]) -> Any:
+    """eventsourcing's typed JSON values (``{"_type_", "_data_"}``) as plain JSON."""
+    if len(obj) == 2 and "_type_" in obj and "_data_" in obj:
+        kind, data = obj["_type_"], obj["_data_"]
+        if kind == "uuid_hex" and isinstance(data, str) and len(data) == 32:
+            return f"{data[:8]}-{data[8:12]}-{data[12:16]}-{data[16:20]}-{data[20:]}"
+        return data
+    return obj
+
+
+def plain_fields(state: bytes | str) -> dict[str, Any]:
+    """A stored event's fields as plain JSON (UUIDs and datetimes as text).
+
+    For readers that hand the fields on as they are, like the streams; an
+    undecodable state yields no fields, so that one bad row cannot stall them.
+    """
+    try:
+        decoded = json.loads(state, object_hook=_plain_value)
+    except ValueError:
+        return {}
+    return decoded if isinstance(decoded, dict) else {}
 
 
 def decode(

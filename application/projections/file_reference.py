@@ -31,7 +31,7 @@ from application.projections.ports import (
 )
 from domain.errors import DomainError
 from domain.json_types import JsonObject
-from domain.references import iter_resolved_refs, ref_strings_by_field, target_of
+from domain.pointers import iter_resolved_refs, ref_strings_by_field, target_of
 from domain.schema import FolderSchema
 
 MAIN = "main"
@@ -51,10 +51,10 @@ def references_of(
 ) -> list[ReferenceRow]:
     """One row per distinct target of the file (the same target in two fields is one row).
 
-    The same pointers as ``extract_references`` finds, without the dotted field
-    paths it builds for each one: a rebuild reads every file ever written, and
-    a row keeps only the target. ``may_refer=False`` (the event's JSON has no
-    ``@``) skips the walk for @-references.
+    The same pointers as ``iter_at_refs`` and ``iter_resolved_refs`` find, without
+    the dotted field paths they build for each one: a rebuild reads every file
+    ever written, and a row keeps only the target. ``may_refer=False`` (the
+    event's JSON has no ``@``) skips the walk for @-references.
     """
     if not may_refer and (schema is None or not schema.fields):
         return []  # (nothing to look for: the content is not even parsed)

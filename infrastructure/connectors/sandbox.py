@@ -44,7 +44,7 @@ from infrastructure.connectors.http_client import (
 )
 
 Sleep = Callable[[float], Awaitable[None]]
-Clock = Callable[[], float]
+MonotonicClock = Callable[[], float]
 
 
 class TokenBucket:
@@ -54,7 +54,7 @@ class TokenBucket:
     there is no lock and waiters are served in arrival order.
     """
 
-    def __init__(self, rate: float, *, burst: int = 1, clock: Clock, sleep: Sleep) -> None:
+    def __init__(self, rate: float, *, burst: int = 1, clock: MonotonicClock, sleep: Sleep) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError("rate must be positive and burst at least 1")
         self._interval = 1.0 / rate
@@ -116,7 +116,7 @@ class SandboxConnector(Connector):
         rate_limit_burst: int = 1,
         timeout: float = 10.0,
         auth_token: str | None = None,
-        clock: Clock = time.monotonic,
+        clock: MonotonicClock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:

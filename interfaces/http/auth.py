@@ -22,7 +22,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from infrastructure.postgres.tokens import Principal, TokenStore
+from interfaces.http import models as m
 from interfaces.http.errors import ApiError
+from interfaces.http.registry import documented
 
 __all__ = ["Authenticator", "Principal", "auth_routes", "require_scope"]
 
@@ -101,3 +103,15 @@ def auth_routes(authenticator: Authenticator, *, ticket_seconds: float = 60.0) -
         )
 
     return [Route("/stream-tickets", create_ticket, methods=["POST"])]
+
+
+DOCUMENTED = [
+    documented(
+        "POST",
+        "/stream-tickets",
+        "A short-lived single-use ticket for ?ticket= on streams",
+        "create_stream_ticket",
+        responses={201: m.StreamTicket},
+    ),
+]
+"""The OpenAPI entry of ``auth_routes``."""

@@ -8,7 +8,6 @@ handlers installed by ``install_error_handlers`` answer.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -17,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from domain.errors import DomainError
+from domain.json_types import JsonObject, JsonValue
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +42,15 @@ STATUS_BY_CODE: dict[str, int] = {
 class ApiError(Exception):
     """An error raised by the interface layer itself (auth, parsing, limits)."""
 
-    def __init__(self, code: str, message: str, details: Any = None) -> None:
+    def __init__(self, code: str, message: str, details: JsonValue = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.details = details
 
 
-def error_response(code: str, message: str, details: Any = None) -> JSONResponse:
-    body: dict[str, Any] = {"error": code, "message": message}
+def error_response(code: str, message: str, details: JsonValue = None) -> JSONResponse:
+    body: JsonObject = {"error": code, "message": message}
     if details is not None:
         body["details"] = details
     return JSONResponse(body, status_code=STATUS_BY_CODE.get(code, 500))

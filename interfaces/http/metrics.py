@@ -8,37 +8,30 @@ process's view.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from infrastructure.postgres.operations import OperationalFigures
-
-if TYPE_CHECKING:
-    from infrastructure.postgres.event_feed import EventFeed
-    from interfaces.bootstrap import Runtime
-
-CONNECTOR_LATENCY = Histogram(
-    "publishd_connector_latency_seconds",
-    "Latency of calls to the external content service",
-    ["operation"],
-    registry=None,
-)
+from infrastructure.postgres.projections.figures import OperationalFigures
+from interfaces.http.registry import Handler, documented
+from interfaces.http.services import Services
+from interfaces.timed_connector import CONNECTOR_LATENCY
 
 
 class _Figures(Collector):
-    def __init__(self, runtime: Runtime, feed: EventFeed) -> None:
-        self.runtime = runtime
-        self.feed = feed
-        self.figures = OperationalFigures(runtime.views)
+    def __init__(
+        self, figures: OperationalFigures, head: Callable[[], int], open_streams: Callable[[], int]
+    ) -> None:
+        self.figures = figures
+        self.head = head
+        self.open_streams = open_streams
 
-    def collect(self) -> Iterator[Any]:
+    def collect(self) -> Iterator[Metric]:
         states = GaugeMetricFamily("publishd_pipelines", "Pipelines by state", labels=["state"])
         for state, count in sorted(self.figures.pipeline_states().items()):
             states.add_metric([state], count)
@@ -49,7 +42,7 @@ class _Figures(Collector):
         for status, count in sorted(self.figures.entry_statuses().items()):
             entries.add_metric([status], count)
         yield entries
-        head = self.runtime.app.head()
+        head = self.head()
         lag = GaugeMetricFamily(
             "publishd_projection_lag_events", "Events not yet projected", labels=["projection"]
         )
@@ -59,19 +52,32 @@ class _Figures(Collector):
         yield GaugeMetricFamily(
             "publishd_open_streams",
             "Open SSE/NDJSON streams in this process",
-            value=self.feed.stats().subscribers,
+            value=self.open_streams(),
         )
 
 
-def metrics_endpoint(runtime: Runtime, feed: EventFeed) -> Callable[[Request], Awaitable[Response]]:
+def metrics_endpoint(
+    figures: OperationalFigures, head: Callable[[], int], open_streams: Callable[[], int]
+) -> Handler:
+    """The handler, given what it reports: the projections' figures, the store's head, streams."""
     registry = CollectorRegistry()
-    registry.register(_Figures(runtime, feed))
+    registry.register(_Figures(figures, head, open_streams))
     registry.register(CONNECTOR_LATENCY)
 
     async def metrics(request: Request) -> Response:
-        services = request.app.state.services
-        await services.guard(request, "admin", None)
+        await Services.of(request).guard(request, "admin", None)
         body = await run_in_threadpool(generate_latest, registry)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return metrics
+
+
+DOCUMENTED = documented(
+    "GET",
+    "/metrics",
+    "Prometheus metrics (admin)",
+    "metrics",
+    responses={200: None},
+    media_types=("text/plain",),
+)
+"""The OpenAPI entry of ``metrics_endpoint``, listed only where the app serves it."""

@@ -1,17 +1,24 @@
-"""Request and response models of the HTTP API (API.md). Unknown request fields are a 422."""
+"""Request and response models of the HTTP API (API.md). Unknown request fields are a 422.
+
+A model that shares its concept with the application (a pipeline's status, a
+FileIndex entry, a reference, an entry's status) carries ``Body`` in its name:
+it is that concept's JSON form on the wire, not the concept itself.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.json_types import JsonObject, JsonValue
 
-class Request(BaseModel):
+
+class RequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Response(BaseModel):
+class ResponseBody(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
@@ -25,54 +32,54 @@ class ConnectorConfig(BaseModel):
     base_url: str = Field(pattern=r"^https?://[^\s]+$", max_length=2048)
 
 
-class CreateWorkspace(Request):
+class CreateWorkspace(RequestBody):
     id: str = Field(pattern=WORKSPACE_ID)
     connector: ConnectorConfig
 
 
-class WorkspaceCreated(Response):
+class WorkspaceCreated(ResponseBody):
     id: str
-    connector: dict[str, Any]
+    connector: JsonObject
 
 
-class WorkspaceInfo(Response):
+class WorkspaceInfo(ResponseBody):
     id: str
     main_version: int
     publishing: str | None
     folders: list[str]
 
 
-class SchemaField(Request):
+class SchemaField(RequestBody):
     name: str = Field(min_length=1, max_length=128)
     reference: bool = False
     referenceTarget: str | None = Field(default=None, max_length=512)
     multiple: bool = False
 
 
-class FolderSchemaBody(Request):
+class FolderSchemaBody(RequestBody):
     idPath: str = Field(default="id", min_length=1, max_length=128)
     fields: list[SchemaField] = Field(default_factory=list, max_length=500)
     readOnly: list[str] = Field(default_factory=lambda: ["createdOn", "lastUpdated", "cdnUrl"])
     filenameFrom: str | None = "slug"
 
 
-class FolderSchemaOut(Response):
+class FolderSchemaOut(ResponseBody):
     folder: str
     idPath: str
-    fields: list[dict[str, Any]]
+    fields: list[JsonObject]
     readOnly: list[str]
     filenameFrom: str | None
 
 
-class PullRequest(Request):
+class PullRequest(RequestBody):
     folders: list[str] | None = Field(default=None, max_length=500)
 
 
-class PullAccepted(Response):
+class PullAccepted(ResponseBody):
     pull_id: str
 
 
-class PullResult(Response):
+class PullResult(ResponseBody):
     pull_id: str
     state: str
     created: int
@@ -81,29 +88,29 @@ class PullResult(Response):
     deleted: int
 
 
-class Change(Response):
+class Change(ResponseBody):
     path: str
     change: Literal["added", "modified", "deleted"]
 
 
-class DraftChanges(Response):
+class DraftChanges(ResponseBody):
     version: int
     changes: list[Change]
 
 
-class PhaseSummary(Response):
+class PhaseSummary(ResponseBody):
     phase: Literal["edit", "create", "delete", "backfill"]
     entries: int
 
 
-class PlannedEntry(Response):
+class PlannedEntry(ResponseBody):
     path: str
     phase: str
-    operation: dict[str, Any]
+    operation: JsonObject
     deferred_fields: list[str]
 
 
-class PlanOut(Response):
+class PlanOut(ResponseBody):
     pipeline_id: str
     workspace: str
     user: str
@@ -114,19 +121,19 @@ class PlanOut(Response):
     entries: list[PlannedEntry]
 
 
-class RunAccepted(Response):
+class RunAccepted(ResponseBody):
     pipeline_id: str
     state: str
 
 
-class PhaseCounts(Response):
+class PhaseCounts(ResponseBody):
     planned: int
     published: int
     failed: int
     skipped: int
 
 
-class EntryError(Response):
+class EntryError(ResponseBody):
     """An entry's error; a whole pipeline's (stale, connector failure) has no path or phase."""
 
     path: str | None
@@ -134,7 +141,7 @@ class EntryError(Response):
     message: str
 
 
-class PipelineStatus(Response):
+class PipelineStatusBody(ResponseBody):
     pipeline_id: str
     workspace: str
     user: str
@@ -149,11 +156,11 @@ class PipelineStatus(Response):
     finished_at: str | None
 
 
-class PipelineList(Response):
-    pipelines: list[PipelineStatus]
+class PipelineList(ResponseBody):
+    pipelines: list[PipelineStatusBody]
 
 
-class EntryStatus(Response):
+class EntryStatusBody(ResponseBody):
     path: str
     phase: str
     status: Literal["planned", "published", "failed", "skipped"]
@@ -161,18 +168,18 @@ class EntryStatus(Response):
     error: str | None
 
 
-class EntryList(Response):
-    entries: list[EntryStatus]
+class EntryList(ResponseBody):
+    entries: list[EntryStatusBody]
 
 
-class FileIndexRow(Response):
+class FileIndexEntryBody(ResponseBody):
     folder: str
     record_id: str
     filename: str
     last_seen_at: str | None
 
 
-class ReferenceRow(Response):
+class ReferenceBody(ResponseBody):
     branch: str
     source_path: str
     target_folder: str
@@ -180,20 +187,20 @@ class ReferenceRow(Response):
     target_record_id: str | None
 
 
-class ReferenceList(Response):
-    references: list[ReferenceRow]
+class ReferenceList(ResponseBody):
+    references: list[ReferenceBody]
 
 
-class StreamTicket(Response):
+class StreamTicket(ResponseBody):
     ticket: str
     expires_at: str
 
 
-class Health(Response):
+class Health(ResponseBody):
     status: Literal["ok"]
 
 
-class ErrorBody(Response):
+class ErrorBody(ResponseBody):
     error: str
     message: str
-    details: Any = None
+    details: JsonValue = None

@@ -25,8 +25,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from domain.ids import workspace_uuid
-from infrastructure.postgres.event_feed import EventFeed, Head
-from infrastructure.postgres.event_wire import (
+from infrastructure.postgres.feed.event_feed import EventFeed, Head
+from infrastructure.postgres.feed.wire import (
     PIPELINE_TOPIC_MARK,
     TERMINAL_PIPELINE_EVENTS,
     FeedEvent,
@@ -34,6 +34,7 @@ from infrastructure.postgres.event_wire import (
 )
 from interfaces.http.auth import Authenticator, require_scope
 from interfaces.http.errors import ApiError
+from interfaces.http.registry import Endpoint, Query, documented
 
 NDJSON = "application/x-ndjson"
 MAX_ID = 2**63 - 1  # PostgreSQL bigint: anything larger would fail in the query
@@ -87,8 +88,11 @@ async def positioned_events(
     with contextlib.ExitStack() as stack:
         live = None
         if follow:
-            subscribe = feed.subscribe_all if workspace is None else partial(
-                feed.subscribe_workspace, workspace)
+            subscribe = (
+                feed.subscribe_all
+                if workspace is None
+                else partial(feed.subscribe_workspace, workspace)
+            )
             live = stack.enter_context(subscribe())
         upto = await feed.max_position()
         replay = (
@@ -142,8 +146,9 @@ def stream_routes(
         if head is None or PIPELINE_TOPIC_MARK not in head.topic:
             raise ApiError("not_found", f"pipeline {pipeline_id} not found")
         require_scope(principal, "read", head.workspace)
-        return respond(request, pipeline_events(feed, pipeline_id, after, head), "version",
-                       ping_seconds)
+        return respond(
+            request, pipeline_events(feed, pipeline_id, after, head), "version", ping_seconds
+        )
 
     async def workspace_stream(request: Request) -> Response:
         principal = await authenticator.authenticate(request, allow_ticket=True)
@@ -152,18 +157,48 @@ def stream_routes(
         after, follow = resume_point(request), _follow(request)
         if await feed.head(workspace_uuid(workspace)) is None:
             raise ApiError("not_found", f"workspace {workspace} not found")
-        return respond(request, positioned_events(feed, workspace, after, follow), "position",
-                       ping_seconds)
+        return respond(
+            request, positioned_events(feed, workspace, after, follow), "position", ping_seconds
+        )
 
     async def global_stream(request: Request) -> Response:
         principal = await authenticator.authenticate(request, allow_ticket=True)
         require_scope(principal, "admin", None)
         after, follow = resume_point(request), _follow(request)
-        return respond(request, positioned_events(feed, None, after, follow), "position",
-                       ping_seconds)
+        return respond(
+            request, positioned_events(feed, None, after, follow), "position", ping_seconds
+        )
 
     return [
         Route("/pipelines/{id}/events", pipeline_stream, methods=["GET"]),
         Route("/workspaces/{ws}/events", workspace_stream, methods=["GET"]),
         Route("/events", global_stream, methods=["GET"]),
     ]
+
+
+def _documented_stream(path: str, summary: str, operation: str, *query: Query) -> Endpoint:
+    resume = (
+        Query("after", {"type": "integer", "minimum": 0}),
+        Query("ticket", {"type": "string"}),
+    )
+    return documented(
+        "GET",
+        path,
+        summary,
+        operation,
+        responses={200: None},
+        query=(*resume, *query),
+        media_types=("text/event-stream", NDJSON),
+    )
+
+
+_FOLLOW = Query("follow", {"type": "boolean"})
+
+DOCUMENTED = [
+    _documented_stream("/pipelines/{pipeline_id}/events", "A pipeline's events", "pipeline_events"),
+    _documented_stream(
+        "/workspaces/{ws}/events", "A workspace's events", "workspace_events", _FOLLOW
+    ),
+    _documented_stream("/events", "Every event (admin)", "global_events", _FOLLOW),
+]
+"""The OpenAPI entries of ``stream_routes``."""

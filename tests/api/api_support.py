@@ -120,9 +120,10 @@ def serve_publishd(database: Database) -> Iterator[Publishd]:
     )
     runtime = Runtime.build(settings)
     try:
-        with running_server(build_http_app(runtime)) as url, httpx.Client(
-            base_url=url, timeout=60
-        ) as http:
+        with (
+            running_server(build_http_app(runtime)) as url,
+            httpx.Client(base_url=url, timeout=60) as http,
+        ):
             admin = runtime.tokens.create_token(None, [], admin=True)
             yield Publishd(url, runtime, http, admin)
     finally:
@@ -220,3 +221,25 @@ def library(api: Publishd, sandbox: Sandbox, ws: str | None = None) -> str:
     pulled = api.ok("POST", f"/workspaces/{ws}/pulls?wait=true")
     assert pulled["state"] == "completed" and pulled["created"] == 6, pulled
     return ws
+
+
+def draft_url(ws: str, user: str = "alice") -> str:
+    return f"/workspaces/{ws}/drafts/{user}"
+
+
+def write(api: Publishd, ws: str, path: str, content: dict[str, Any], user: str = "alice") -> None:
+    api.ok("PUT", f"{draft_url(ws, user)}/files/{path}", json=content)
+
+
+def main_file(api: Publishd, ws: str, path: str) -> dict[str, Any]:
+    found: dict[str, Any] = api.ok("GET", f"/workspaces/{ws}/files/{path}")
+    return found
+
+
+def plan(api: Publishd, ws: str, user: str = "alice") -> dict[str, Any]:
+    found: dict[str, Any] = api.ok("POST", f"{draft_url(ws, user)}/plans", 201)
+    return found
+
+
+def edit_title(api: Publishd, ws: str, path: str, title: str, user: str = "alice") -> None:
+    write(api, ws, path, {**main_file(api, ws, path), "title": title}, user)

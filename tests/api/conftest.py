@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from infrastructure.postgres.database import Database
-from tests.api.api_support import Publishd, Sandbox, serve_publishd, serve_sandbox
+from tests.api.api_support import Publishd, Sandbox, library, serve_publishd, serve_sandbox
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +22,19 @@ def sandbox() -> Iterator[Sandbox]:
     """A fresh sandbox CMS for one test (its collections are global to it)."""
     with serve_sandbox() as served:
         yield served
+
+
+@pytest.fixture
+def ws(api: Publishd, sandbox: Sandbox) -> str:
+    """A fresh workspace over the sandbox's library, pulled to main."""
+    return library(api, sandbox)
+
+
+@pytest.fixture
+def gate_closed(sandbox: Sandbox) -> Iterator[Sandbox]:
+    """The sandbox with its item writes held: a run stays ``running`` until the gate opens."""
+    sandbox.gate.close()
+    try:
+        yield sandbox
+    finally:
+        sandbox.gate.open()

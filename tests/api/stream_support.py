@@ -25,7 +25,7 @@ from domain.pipeline import PublishPipeline
 from domain.plan import PlanEntry
 from domain.workspace import Workspace
 from infrastructure.postgres.database import Database
-from infrastructure.postgres.event_feed import EventFeed
+from infrastructure.postgres.feed.event_feed import EventFeed
 from infrastructure.postgres.tokens import TokenStore
 from interfaces.http.auth import Authenticator, auth_routes
 from interfaces.http.errors import install_error_handlers
@@ -72,7 +72,9 @@ def plan_pipeline(store: EventStore, workspace: str, entries: int = 3) -> Publis
 def run_steps(pipeline: PublishPipeline) -> Iterator[None]:
     """Each step records one or two events; the caller saves after each."""
     now = datetime.now(UTC)
-    pipeline.request_run()
+    pipeline.request_run(
+        main_version=pipeline.last_main_version, draft_version=pipeline.draft_version
+    )
     yield
     pipeline.claim(WORKER, now, timedelta(minutes=5))
     yield
@@ -120,7 +122,10 @@ def streams_app(
 ) -> StreamsApp:
     recorder: Any = store.recorder
     feed = EventFeed.for_recorder(
-        recorder, database.conninfo, queue_size=queue_size, batch_size=batch_size,
+        recorder,
+        database.conninfo,
+        queue_size=queue_size,
+        batch_size=batch_size,
         poll_seconds=1.0,
     )
     tokens = TokenStore(database.conninfo, recorder.datastore.schema)
@@ -138,8 +143,10 @@ def streams_app(
             await anyio.to_thread.run_sync(tokens.close)
 
     app = Starlette(
-        routes=[*stream_routes(feed, authenticator, ping_seconds=ping_seconds),
-                *auth_routes(authenticator)],
+        routes=[
+            *stream_routes(feed, authenticator, ping_seconds=ping_seconds),
+            *auth_routes(authenticator),
+        ],
         lifespan=lifespan,
     )
     install_error_handlers(app)

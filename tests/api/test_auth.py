@@ -52,8 +52,9 @@ def error(client: TestClient, url: str, headers: dict[str, str]) -> tuple[int, s
     return response.status_code, response.json()["error"]
 
 
-def test_only_a_hash_of_the_token_is_stored(database: Database, schema: str,
-                                            served: tuple[StreamsApp, TestClient, str]) -> None:
+def test_only_a_hash_of_the_token_is_stored(
+    database: Database, schema: str, served: tuple[StreamsApp, TestClient, str]
+) -> None:
     s, _, _ = served
     token = s.tokens.create_token("acme", ["read", "write"])
     assert token.startswith("pd_") and len(token) > 40
@@ -63,8 +64,9 @@ def test_only_a_hash_of_the_token_is_stored(database: Database, schema: str,
                 sql.Identifier(schema, "api_tokens")
             )
         ).fetchall()
-    assert rows == [(hashlib.sha256(token.encode()).hexdigest(), "acme", ["read", "write"],
-                     False, False)]
+    assert rows == [
+        (hashlib.sha256(token.encode()).hexdigest(), "acme", ["read", "write"], False, False)
+    ]
     assert token not in repr(rows)
 
 
@@ -99,8 +101,7 @@ def test_auth_matrix_on_streams(served: tuple[StreamsApp, TestClient, str]) -> N
     assert error(client, everything, acme_read) == (403, "forbidden")
     response = client.get(everything, headers=admin)
     assert response.status_code == 200
-    assert {e.data["workspace"] for e in parse_sse(response.text.splitlines())} == {
-        "acme", "other"}
+    assert {e.data["workspace"] for e in parse_sse(response.text.splitlines())} == {"acme", "other"}
 
 
 def test_a_ticket_works_once_on_streams_only(served: tuple[StreamsApp, TestClient, str]) -> None:

@@ -93,8 +93,13 @@ def test_auth_matrix(api: Publishd, case: Case) -> None:
     api.runtime.tokens.revoke(revoked)
     before = api.head()
 
-    for headers in ({}, {"Authorization": "Bearer pd_unknown"}, {"Authorization": "Basic eDp5"},
-                    {"Authorization": "Bearer"}, {"Authorization": f"Bearer {revoked}"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer pd_unknown"},
+        {"Authorization": "Basic eDp5"},
+        {"Authorization": "Bearer"},
+        {"Authorization": f"Bearer {revoked}"},
+    ):
         assert_error(call(api, case, ws, pid, auth=False, headers=headers), 401, "unauthorized")
 
     foreign = call(api, case, ws, pid, token=api.token(other, ",".join(SCOPES)))
@@ -104,8 +109,7 @@ def test_auth_matrix(api: Publishd, case: Case) -> None:
         assert_error(foreign, 404, "not_found")
 
     lacking = [s for s in SCOPES if s != case.scope]
-    assert_error(call(api, case, ws, pid, token=api.token(ws, ",".join(lacking))), 403,
-                 "forbidden")
+    assert_error(call(api, case, ws, pid, token=api.token(ws, ",".join(lacking))), 403, "forbidden")
     assert api.head() == before, "a refused request wrote something"
 
     if case.scope != "admin":
@@ -125,8 +129,9 @@ def test_a_foreign_workspace_looks_like_a_missing_one(api: Publishd) -> None:
     absent = assert_error(api.get(f"/workspaces/{missing}", token=token), 404, "not_found")
     assert foreign["message"].replace(ws, "X") == absent["message"].replace(missing, "X")
     assert_error(api.get(f"/pipelines/{pid}", token=token), 404, "not_found")
-    assert_error(api.get("/pipelines/00000000-0000-0000-0000-000000000000", token=token), 404,
-                 "not_found")
+    assert_error(
+        api.get("/pipelines/00000000-0000-0000-0000-000000000000", token=token), 404, "not_found"
+    )
 
 
 def test_pipeline_list_is_scoped_to_the_token(api: Publishd) -> None:

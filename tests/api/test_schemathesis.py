@@ -45,7 +45,7 @@ def _documented(path: str) -> str:
 OPERATIONS = sorted(
     {
         (ep.method, _documented(ep.path))
-        for ep in [*endpoints(), *documented_elsewhere(metrics=True)]
+        for ep in [*endpoints(), *documented_elsewhere(with_metrics=True)]
         if _documented(ep.path) not in STREAMS
     }
 )
@@ -102,8 +102,7 @@ def settle(api: Publishd, accepted: dict[str, Any]) -> None:
 
 def exercise(live: Live, method: str, path: str, mode: GenerationMode, fixed: bool) -> None:
     operation = live.schema[path][method]
-    names = {p["name"] for p in operation.definition.raw.get("parameters", []) if
-             p["in"] == "path"}
+    names = {p["name"] for p in operation.definition.raw.get("parameters", []) if p["in"] == "path"}
     path_parameters = {k: v for k, v in live.fixed.items() if k in names} if fixed else None
     query = {"wait": "true"} if fixed and path.endswith("/pulls") else None
     strategy = operation.as_strategy(
@@ -137,8 +136,9 @@ def exercise(live: Live, method: str, path: str, mode: GenerationMode, fixed: bo
     check()
 
 
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
-                         ids=["positive", "negative"])
+@pytest.mark.parametrize(
+    "mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["positive", "negative"]
+)
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
 def test_operation(live: Live, method: str, path: str, mode: GenerationMode) -> None:
     definition = live.schema[path][method].definition.raw

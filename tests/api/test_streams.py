@@ -23,7 +23,7 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 from domain.draft import Draft
 from infrastructure.postgres.database import Database
-from infrastructure.postgres.event_feed import EventFeed
+from infrastructure.postgres.feed.event_feed import EventFeed
 from tests.api.stream_support import (
     EventStore,
     Sse,
@@ -172,8 +172,10 @@ def test_bad_resume_points_are_422_and_unknown_objects_404(
         for bad in ("x", "\u0663", "-0"):
             response = client.get("/workspaces/acme/events", params={"after": bad}, headers=token)
             assert response.status_code == 422, bad
-        for missing in ("/pipelines/0b5e3a5e-8d4b-4cdb-8f4e-1d1d1d1d1d1d/events",
-                        "/pipelines/not-a-uuid/events"):
+        for missing in (
+            "/pipelines/0b5e3a5e-8d4b-4cdb-8f4e-1d1d1d1d1d1d/events",
+            "/pipelines/not-a-uuid/events",
+        ):
             response = client.get(missing, headers=token)
             assert response.status_code == 404
             assert response.json()["error"] == "not_found"
@@ -209,9 +211,10 @@ class Reader:
 
     def _run(self) -> None:
         try:
-            with httpx.Client(timeout=httpx.Timeout(30.0)) as client, client.stream(
-                "GET", self.url, headers=self.headers
-            ) as response:
+            with (
+                httpx.Client(timeout=httpx.Timeout(30.0)) as client,
+                client.stream("GET", self.url, headers=self.headers) as response,
+            ):
                 assert response.status_code == 200
                 for event in parse_sse(self._lines(response)):
                     self.events.append(event)
@@ -337,9 +340,10 @@ def test_leaving_clients_are_unsubscribed(database: Database, store: EventStore)
             Reader(base + url, token, stop_after=1).join()
             wait_until(lambda: s.feed.stats().subscribers == 0)
         ndjson = {**token, "Accept": "application/x-ndjson"}
-        with httpx.Client() as client, client.stream(
-            "GET", f"{base}/workspaces/acme/events", headers=ndjson
-        ) as response:
+        with (
+            httpx.Client() as client,
+            client.stream("GET", f"{base}/workspaces/acme/events", headers=ndjson) as response,
+        ):
             lines = response.iter_lines()  # dropping the iterator would close the connection
             next(lines)
             assert s.feed.stats().subscribers == 1
@@ -353,10 +357,14 @@ def test_ending_the_streams_from_another_thread_closes_endless_streams(
     with running_server(s.app) as base:
         token = bearer(s.tokens.create_token("acme", ["read"]))
         sse = Reader(f"{base}/workspaces/acme/events", token)
-        with httpx.Client() as client, client.stream(
-            "GET", f"{base}/workspaces/acme/events",
-            headers={**token, "Accept": "application/x-ndjson"},
-        ) as ndjson:
+        with (
+            httpx.Client() as client,
+            client.stream(
+                "GET",
+                f"{base}/workspaces/acme/events",
+                headers={**token, "Accept": "application/x-ndjson"},
+            ) as ndjson,
+        ):
             wait_until(lambda: s.feed.stats().subscribers == 2)
             s.feed.end_streams()  # as a shutdown signal handler would, from its own thread
             lines = list(ndjson.iter_lines())  # returns because the server ended the body
@@ -372,8 +380,11 @@ def test_closing_the_feed_ends_every_subscription(database: Database, store: Eve
     async def scenario() -> None:
         feed = EventFeed.for_recorder(store.recorder, database.conninfo)
         await feed.start()
-        subscriptions = [feed.subscribe_all(), feed.subscribe_workspace("acme"),
-                         feed.subscribe_pipeline(pipeline.id)]
+        subscriptions = [
+            feed.subscribe_all(),
+            feed.subscribe_workspace("acme"),
+            feed.subscribe_pipeline(pipeline.id),
+        ]
         store.save(Draft(workspace_id="acme", user="zed"))  # one live event, not the pipeline's
         for sub in subscriptions[:2]:
             assert [e.type for e in await sub.next_batch()] == ["DraftStarted"]

@@ -1,10 +1,10 @@
 """A projection process killed with SIGKILL mid-batch resumes exactly at its tracking.
 
-The runner is a real subprocess (``python -m infrastructure.postgres.projection_runner
-run``). After the kill the server rolls the open batch back; the next process
-starts from the committed tracking position, and the tables end up equal to a
-rebuild from scratch (``verify``), with every count exact (counts are deltas,
-so an event applied twice would show).
+The runner is a real subprocess (``python -m interfaces.cli projections run``).
+After the kill the server rolls the open batch back; the next process starts
+from the committed tracking position, and the tables end up equal to a rebuild
+from scratch (``verify``), with every count exact (counts are deltas, so an
+event applied twice would show).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from eventsourcing.application import Application
 
 from domain.pipeline import PublishPipeline
 from domain.plan import PlanEntry
-from domain.workspace import Workspace
+from domain.workspace import MainChange, Workspace
 from infrastructure.postgres.database import Database
-from infrastructure.postgres.projection_admin import verify
-from infrastructure.postgres.views import PostgresViews
+from infrastructure.postgres.projections.verify import verify
+from infrastructure.postgres.projections.views import PostgresViews
 
 PIPELINES = 40
 ENTRIES = 500
@@ -36,9 +36,9 @@ class Store(Application[uuid.UUID]):
 
 @contextmanager
 def runner_process(database: Database, schema: str) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, "PUBLISHD_DATABASE_URL": database.conninfo}
-    command = [sys.executable, "-m", "infrastructure.postgres.projection_runner", "run"]
-    process = subprocess.Popen([*command, "--schema", schema], env=env)
+    env = {**os.environ, "PUBLISHD_DATABASE_URL": database.conninfo, "PUBLISHD_DB_SCHEMA": schema}
+    command = [sys.executable, "-m", "interfaces.cli", "projections", "run"]
+    process = subprocess.Popen(command, env=env)
     try:
         yield process
     finally:
@@ -58,10 +58,7 @@ def test_killed_runner_resumes_from_its_tracking(database: Database, schema: str
         pipeline.plan_entries([PlanEntry(f"b/{n}-{i}.json", "create", {}) for i in range(ENTRIES)])
         ws.change_main(
             "run",
-            [
-                {"path": f"b/{n}-{i}.json", "content": {"i": i}, "record_id": f"r{n}-{i}"}
-                for i in range(50)
-            ],
+            [MainChange(f"b/{n}-{i}.json", {"i": i}, f"r{n}-{i}") for i in range(50)],
         )
         app.save(pipeline, ws)
     head = app.recorder.max_notification_id() or 0

@@ -21,11 +21,12 @@ from domain.draft import Draft
 from domain.pipeline import PublishPipeline
 from domain.plan import PlanEntry
 from domain.schema import FolderSchema
-from domain.workspace import Workspace
+from domain.workspace import MainChange, Workspace
 from infrastructure.postgres.database import Database
-from infrastructure.postgres.projection_admin import rebuild, verify
-from infrastructure.postgres.projection_runner import ProjectionRunner
-from infrastructure.postgres.views import PostgresViews
+from infrastructure.postgres.projections.rebuild import rebuild
+from infrastructure.postgres.projections.runner import ProjectionRunner
+from infrastructure.postgres.projections.verify import verify
+from infrastructure.postgres.projections.views import PostgresViews
 
 BOOKS = {"fields": [{"name": "author", "reference": True, "referenceTarget": "authors"}]}
 TABLES = (
@@ -87,8 +88,8 @@ def library(app: Store, ws_name: str = "lib") -> Workspace:
     ws.change_main(
         "pull",
         [
-            {"path": "authors/hem.json", "content": {"id": "a1", "name": "H"}, "record_id": "a1"},
-            {"path": "books/old.json", "content": {"id": "b1", "author": "a1"}, "record_id": "b1"},
+            MainChange("authors/hem.json", {"id": "a1", "name": "H"}, "a1"),
+            MainChange("books/old.json", {"id": "b1", "author": "a1"}, "b1"),
         ],
     )
     app.save(ws)
@@ -109,7 +110,9 @@ def test_every_view_is_projected(database: Database, schema: str) -> None:
             PlanEntry("books/x.json", "create", {"type": "create", "folder": "books"}),
         ]
     )
-    pipeline.request_run()
+    pipeline.request_run(
+        main_version=pipeline.last_main_version, draft_version=pipeline.draft_version
+    )
     app.save(draft, pipeline)
     with projecting(database, schema) as views:
         assert views.wait_for_position(head(app), 10)
@@ -138,7 +141,7 @@ def test_every_view_is_projected(database: Database, schema: str) -> None:
         # the @-reference's target arrives in FileIndex AFTER the reference
         assert views.references("lib", "authors", "woolf.json")[0]["target_record_id"] is None
         ws.change_main(
-            "publish", [{"path": "authors/woolf.json", "content": {"id": "a2"}, "record_id": "a2"}]
+            "publish", [MainChange("authors/woolf.json", {"id": "a2"}, "a2")]
         )
         app.save(ws)
         assert views.wait_for_position(head(app), 10)
@@ -196,7 +199,7 @@ def test_every_view_is_projected(database: Database, schema: str) -> None:
             },
         ]
         assert [p["pipeline_id"] for p in views.list_pipelines(workspace="lib")] == [pid]
-        pipeline.request_retry()
+        pipeline.request_retry(main_version=pipeline.last_main_version)
         app.save(pipeline)
         assert views.wait_for_position(head(app), 10)
         status = views.pipeline_status(pid)
@@ -225,13 +228,7 @@ def test_rebuild_gives_identical_tables_and_verify_finds_drift(
     for n in range(30):
         ws.change_main(
             "pull",
-            [
-                {
-                    "path": f"books/b{n}.json",
-                    "content": {"id": f"r{n}", "author": "a1"},
-                    "record_id": f"r{n}",
-                }
-            ],
+            [MainChange(f"books/b{n}.json", {"id": f"r{n}", "author": "a1"}, f"r{n}")],
         )
     ws.mark_seen("pull", "books", ["r1", "r2"])
     app.save(ws)
@@ -284,12 +281,14 @@ def _write(url: str, schema: str, tag: str, count: int) -> None:
         pid = str(uuid.uuid4())
         pipeline = PublishPipeline(pid, tag, "u", 0, 0, [{"phase": "edit", "entries": 3}])
         pipeline.plan_entries([PlanEntry(f"b/{i}.json", "edit", {}) for i in range(3)])
-        pipeline.request_run()
+        pipeline.request_run(
+            main_version=pipeline.last_main_version, draft_version=pipeline.draft_version
+        )
         pipeline.claim("w", pipeline.modified_on, timedelta(seconds=30))
         pipeline.publish_entry("w", "edit:b/0.json", None, None, 1)
         ws = app.repository.get(Workspace.create_id(tag)) if n else Workspace(tag, {})
         ws.change_main(
-            "run", [{"path": f"b/{n}.json", "content": {"n": n}, "record_id": f"{tag}{n}"}]
+            "run", [MainChange(f"b/{n}.json", {"n": n}, f"{tag}{n}")]
         )
         app.save(pipeline, ws)
 

@@ -10,22 +10,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from domain.draft import Draft
-from domain.errors import IllegalTransition, LeaseLost, NotFound, PublishInProgress
-from domain.pipeline import (
-    CANCELLED,
-    COMPLETED,
-    COMPLETED_WITH_ERRORS,
-    FAILED,
-    PLANNED,
-    RUNNING,
-    STALE,
-    TRANSITIONS,
-    PublishPipeline,
-)
-from domain.plan import PlanEntry
+from domain.errors import IllegalTransition, LeaseLost, NotFound, PublishInProgress, StalePlan
+from domain.pipeline import PublishPipeline
+from domain.plan import Phase, PlanEntry
 from domain.pull import Pull
 from domain.schema import FolderSchema
-from domain.workspace import Workspace
+from domain.states import TRANSITIONS, PipelineState
+from domain.workspace import MainChange, Workspace
+
+PLANNED, RUNNING, STALE = PipelineState.PLANNED, PipelineState.RUNNING, PipelineState.STALE
+COMPLETED, FAILED = PipelineState.COMPLETED, PipelineState.FAILED
+COMPLETED_WITH_ERRORS, CANCELLED = PipelineState.COMPLETED_WITH_ERRORS, PipelineState.CANCELLED
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
@@ -61,9 +56,18 @@ def planned() -> PublishPipeline:
     return pipeline
 
 
+def request_run(pipeline: PublishPipeline) -> None:
+    """Run with main and the draft where the plan left them."""
+    pipeline.request_run(main_version=pipeline.last_main_version, draft_version=1)
+
+
+def request_retry(pipeline: PublishPipeline) -> None:
+    pipeline.request_retry(main_version=pipeline.last_main_version)
+
+
 def running() -> PublishPipeline:
     pipeline = planned()
-    pipeline.request_run()
+    request_run(pipeline)
     pipeline.claim(W, NOW, LEASE)
     return pipeline
 
@@ -111,8 +115,8 @@ STATES: dict[str, Callable[[], PublishPipeline]] = {
     STALE: stale,
 }
 COMMANDS: dict[str, Callable[[PublishPipeline], None]] = {
-    "run": lambda p: p.request_run(),
-    "retry": lambda p: p.request_retry(),
+    "run": request_run,
+    "retry": request_retry,
     "mark_stale": lambda p: p.mark_stale("moved"),
     "cancel": lambda p: p.request_cancel(),
     "claim": lambda p: p.claim("worker-2", NOW + 2 * LEASE, LEASE),
@@ -170,7 +174,7 @@ def test_entries_close_once_and_phases_complete_only_when_closed() -> None:
 def test_retry_reopens_failed_and_skipped_entries_with_a_new_attempt() -> None:
     pipeline = finish_all(running(), fail_create=True)
     assert pipeline.published_paths() == ["books/a.json"]
-    pipeline.request_retry()
+    request_retry(pipeline)
     assert pipeline.state == RUNNING and pipeline.attempt == 1
     assert pipeline.phase_counts("create")["planned"] == 1
     assert "create" not in pipeline.completed_phases
@@ -190,9 +194,9 @@ def test_a_copy_is_independent_of_the_pipeline_it_was_copied_from() -> None:
     """The repository hands commands a deepcopy of its cached aggregate: a command
     on the copy (even one whose save then fails) must leave the cached one as it was."""
     original = planned()
-    original.request_run()
+    request_run(original)
     original.collect_events()
-    before = {key: dict(entry) for key, entry in original.entries.items()}
+    before = {key: copy.copy(entry) for key, entry in original.entries.items()}
     clone = copy.deepcopy(original)
     assert clone.entries == original.entries and clone.version == original.version
 
@@ -231,10 +235,7 @@ def test_main_changes_move_the_main_version_and_schemas_register() -> None:
     workspace = Workspace(workspace_id="ws", connector={"type": "sandbox"})
     workspace.register_schema(FolderSchema("books"))
     assert workspace.change_main("pull:x", []) == 0
-    assert (
-        workspace.change_main("pull:x", [{"path": "books/a.json", "content": {}, "record_id": "r"}])
-        == 1
-    )
+    assert workspace.change_main("pull:x", [MainChange("books/a.json", {}, "r")]) == 1
     assert workspace.schema("books") == FolderSchema.from_dict(
         "books", FolderSchema("books").to_dict()
     )
@@ -277,3 +278,76 @@ def test_a_pull_counts_pages_and_ends_once() -> None:
     assert pull.counts == {"created": 2, "updated": 0, "unchanged": 1, "deleted": 1}
     with pytest.raises(IllegalTransition):
         pull.fail("late")
+
+
+# --- the pipeline's decisions of staleness, skips and calls --------------------------
+
+
+def test_a_plan_is_stale_when_main_or_the_draft_moved_and_ends_stale() -> None:
+    for main_version, draft_version, moved in ((2, 1, "main moved"), (1, 2, "the draft moved")):
+        pipeline = planned()
+        pipeline.collect_events()
+        with pytest.raises(StalePlan, match=moved):
+            pipeline.request_run(main_version=main_version, draft_version=draft_version)
+        assert pipeline.state == STALE
+        assert [type(e).__name__ for e in pipeline.collect_events()] == ["PipelineStale"]
+
+
+def test_a_failed_run_resumes_after_draft_edits_but_not_after_main_moved() -> None:
+    pipeline = failed()
+    with pytest.raises(StalePlan, match="main moved from version 1 to 3"):
+        pipeline.request_run(main_version=3, draft_version=1)
+    assert pipeline.state == FAILED
+    pipeline.request_run(main_version=1, draft_version=7)  # the draft no longer counts
+    assert pipeline.state == RUNNING
+
+
+def test_a_retry_is_refused_when_main_moved_and_records_nothing() -> None:
+    pipeline = finish_all(running(), fail_create=True)
+    pipeline.collect_events()
+    with pytest.raises(StalePlan):
+        pipeline.request_retry(main_version=pipeline.last_main_version + 1)
+    assert pipeline.state == COMPLETED_WITH_ERRORS and not pipeline.collect_events()
+
+
+def test_a_call_is_blocked_by_a_dependency_that_failed_or_was_skipped() -> None:
+    pipeline = running()
+    pipeline.start_phase(W, Phase.CREATE)
+    pipeline.fail_entry(W, CREATE.key, "400: bad")
+    [backfill] = pipeline.open_calls(Phase.BACKFILL, 100)
+    assert pipeline.blocked_by(backfill) == "depends on create:books/b.json, which failed"
+    [edit] = pipeline.open_calls(Phase.EDIT, 100)
+    assert pipeline.blocked_by(edit) is None
+
+
+def test_deletes_share_a_call_per_page_and_dispatched_calls_keep_their_key() -> None:
+    deletes = [
+        PlanEntry(
+            f"books/d{n}.json",
+            Phase.DELETE,
+            {"type": "delete", "folder": "books", "record_id": f"r{n}", "page": n // 4},
+        )
+        for n in range(6)
+    ]
+    pipeline = PublishPipeline(
+        pipeline_id=str(uuid.uuid4()),
+        workspace_id="ws",
+        user="u",
+        main_version=1,
+        draft_version=1,
+        phases=[{"phase": "delete", "entries": 6}],
+    )
+    pipeline.plan_entries(deletes)
+    request_run(pipeline)
+    pipeline.claim(W, NOW, LEASE)
+    calls = pipeline.open_calls(Phase.DELETE, 3)
+    assert [len(c.keys) for c in calls] == [3, 1, 2]  # page 0 split at the page size
+    assert len({c.idempotency_key for c in calls}) == 3
+    for key in calls[1].keys:
+        pipeline.dispatch(W, key, calls[1].idempotency_key)
+    again = pipeline.open_calls(Phase.DELETE, 3)
+    assert again[0].keys == calls[1].keys and again[0].idempotency_key == calls[1].idempotency_key
+    assert [c.idempotency_key for c in again[1:]] == [
+        calls[0].idempotency_key,
+        calls[2].idempotency_key,
+    ]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from infrastructure.postgres.event_wire import WireEncoder
+from infrastructure.postgres.feed.wire import WireEncoder
 
 PIPELINE = "6f1c2d3e-0000-4000-8000-000000000001"
 TS = {"_type_": "datetime_iso", "_data_": "2026-01-02T03:04:05.000006+00:00"}

@@ -15,7 +15,7 @@ from domain.errors import (
 )
 from domain.plan import Plan, PlanEntry
 from domain.planner import plan
-from tests.unit.planner_fakes import InMemoryInputs, library_schemas
+from fixtures.planner import InMemoryInputs, library_schemas
 
 SCHEMAS = library_schemas()
 
@@ -465,6 +465,7 @@ def test_deleted_files_of_one_call_keep_their_pointers_to_each_other() -> None:
     result = run({"tags/sea.json": None, "tags/war.json": None}, main)
 
     assert {e.path for e in result.entries if e.phase == "delete"} == {
-        "tags/sea.json", "tags/war.json"
+        "tags/sea.json",
+        "tags/war.json",
     }
     assert [e for e in result.entries if e.path.startswith("tags/") and e.phase == "edit"] == []

@@ -19,7 +19,7 @@ from domain.errors import DanglingReferences, NothingToPublish
 from domain.plan import PHASES, Plan
 from domain.planner import plan
 from domain.schema import FolderSchema
-from tests.unit.planner_fakes import InMemoryInputs, library_schemas
+from fixtures.planner import InMemoryInputs, library_schemas
 
 SCHEMAS = library_schemas()
 FOLDERS = sorted(SCHEMAS)
@@ -107,7 +107,7 @@ def scenarios(draw: Any) -> Scenario:
     return Scenario(main, draft)
 
 
-# --- an oracle for clearing, written independently of domain.references -----
+# --- an oracle for clearing, written independently of domain.clearing -------
 
 
 def oracle_clear(content: dict[str, Json], folder: str, sc: Scenario) -> dict[str, Json]:

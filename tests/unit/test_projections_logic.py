@@ -26,7 +26,7 @@ from application.projections import (
     PipelineStatusProjection,
 )
 from application.projections.events import ProjectedEvent, decode, event_name, parse_content
-from application.projections.memory import (
+from application.projections.memory.writers import (
     MemoryContext,
     MemoryDraftFiles,
     MemoryFileIndex,
@@ -41,7 +41,7 @@ from domain.draft import Draft
 from domain.pipeline import PublishPipeline
 from domain.plan import PlanEntry
 from domain.schema import FolderSchema
-from domain.workspace import Workspace
+from domain.workspace import MainChange, Workspace
 
 BOOKS = {"fields": [{"name": "author", "reference": True, "referenceTarget": "authors"}]}
 
@@ -104,8 +104,8 @@ def library() -> tuple[Workspace, list[ProjectedEvent]]:
     ws.change_main(
         "pull",
         [
-            {"path": "authors/hem.json", "content": {"id": "a1"}, "record_id": "a1"},
-            {"path": "books/old.json", "content": {"id": "b1", "author": "a1"}, "record_id": "b1"},
+            MainChange("authors/hem.json", {"id": "a1"}, "a1"),
+            MainChange("books/old.json", {"id": "b1", "author": "a1"}, "b1"),
         ],
     )
     return ws, recorded(ws)
@@ -114,12 +114,12 @@ def library() -> tuple[Workspace, list[ProjectedEvent]]:
 def test_file_index_follows_renames_takeovers_and_removals() -> None:
     ws, events = library()
     ws.change_main(
-        "pull", [{"path": "authors/hemingway.json", "content": {"id": "a1"}, "record_id": "a1"}]
+        "pull", [MainChange("authors/hemingway.json", {"id": "a1"}, "a1")]
     )
     ws.change_main(
-        "pull", [{"path": "authors/hem.json", "content": {"id": "a9"}, "record_id": "a9"}]
+        "pull", [MainChange("authors/hem.json", {"id": "a9"}, "a9")]
     )
-    ws.change_main("pull", [{"path": "books/old.json", "content": None, "record_id": "b1"}])
+    ws.change_main("pull", [MainChange("books/old.json", None, "b1")])
     events += recorded(ws)
     for batch in (1, 1000):
         tables = MemoryTables()
@@ -162,7 +162,7 @@ def test_references_are_filled_from_file_index_whichever_comes_first() -> None:
         ("draft:ann", "books/new.json", "hem.json", "a1"),
     }
     ws.change_main(
-        "run", [{"path": "authors/woolf.json", "content": {"id": "a2"}, "record_id": "a2"}]
+        "run", [MainChange("authors/woolf.json", {"id": "a2"}, "a2")]
     )
     project(tables, recorded(ws))
     assert ("draft:ann", "books/new.json", "woolf.json", "a2") in {
@@ -177,9 +177,9 @@ def test_main_references_follow_the_schema_each_file_was_written_under() -> None
     """Also when the folder's schema changes between two files in one batch."""
     ws, events = library()  # books/old.json names author a1 under BOOKS
     ws.register_schema(FolderSchema.from_dict("books", {}))
-    ws.change_main("pull", [{"path": "books/new.json", "content": {"author": "a1"}}])
+    ws.change_main("pull", [MainChange("books/new.json", {"author": "a1"}, None)])
     ws.register_schema(FolderSchema.from_dict("books", BOOKS))
-    ws.change_main("pull", [{"path": "books/newer.json", "content": {"author": "a1"}}])
+    ws.change_main("pull", [MainChange("books/newer.json", {"author": "a1"}, None)])
     events += recorded(ws)
     for batch in (1, 1000):
         tables = MemoryTables()
@@ -225,7 +225,7 @@ def pipeline_events() -> tuple[PublishPipeline, list[ProjectedEvent]]:
             PlanEntry("a/3.json", "create", {"type": "create"}),
         ]
     )
-    p.request_run()
+    p.request_run(main_version=p.last_main_version, draft_version=p.draft_version)
     p.claim("w", p.modified_on, timedelta(seconds=5))
     p.start_phase("w", "edit")
     p.dispatch("w", "edit:a/1.json", "k")
@@ -259,7 +259,7 @@ def test_pipeline_status_and_entries(batch: int) -> None:
         ("a/3.json", "failed", None, "400 no"),
     ]
     assert list(tables.errors) == [(p.pipeline_id, "create", "a/3.json")]
-    p.request_retry()
+    p.request_retry(main_version=p.last_main_version)
     project(tables, recorded(p), batch)
     row = tables.status[p.pipeline_id]
     assert row.state == "running" and row.finished_at is None and not tables.errors

@@ -16,62 +16,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from application.app import PublishdApplication
-from application.connector import Connector, Record, RecordPage
+from application.connector import Connector, Record
 from application.runner import PipelineRun
-from domain.pipeline import E_DISPATCHED, PublishPipeline
+from domain.pipeline import PublishPipeline
 from domain.plan import PlanEntry
 from domain.workspace import Workspace
+from tests.support.connectors import CheckingConnector
 
 WORKER = "worker-1"
 CONCURRENCY = 4
 ENTRIES = 60
-
-
-class CheckingConnector(Connector):
-    """Creates records in memory; before each, checks the store holds its intent."""
-
-    def __init__(self, app: PublishdApplication, pipeline_id: str) -> None:
-        self.app = app
-        self.pipeline_id = pipeline_id
-        self.calls: list[str] = []
-        self.unannounced: list[str] = []
-        self.in_flight = 0
-        self.most_in_flight = 0
-        self.release = asyncio.Event()
-        """Calls hold until set: lets a test keep calls in flight while a round saves."""
-        self.release.set()
-
-    def _intent_stored(self, idempotency_key: str) -> bool:
-        stored = self.app.load(self.pipeline_id, PublishPipeline)
-        assert stored is not None
-        return any(
-            entry["idempotency_key"] == idempotency_key and entry["status"] == E_DISPATCHED
-            for entry in stored.entries.values()
-        )
-
-    async def create(self, folder: str, fields: dict[str, Any], idempotency_key: str) -> Record:
-        if not self._intent_stored(idempotency_key):
-            self.unannounced.append(idempotency_key)
-        self.calls.append(idempotency_key)
-        self.in_flight += 1
-        self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        try:
-            await self.release.wait()
-            await asyncio.sleep(0)  # yield, as a real call would
-        finally:
-            self.in_flight -= 1
-        return Record(id=f"r-{len(self.calls)}", field_data=dict(fields))
-
-    async def update(
-        self, folder: str, record_id: str, fields: dict[str, Any], idempotency_key: str
-    ) -> Record:
-        raise AssertionError("no updates in this plan")
-
-    async def delete_many(self, folder: str, record_ids: list[str], idempotency_key: str) -> None:
-        raise AssertionError("no deletes in this plan")
-
-    async def list_page(self, folder: str, offset: int, limit: int) -> RecordPage:
-        raise AssertionError("the run never lists")
 
 
 def queued_pipeline(app: PublishdApplication) -> PublishPipeline:
@@ -97,7 +51,7 @@ def queued_pipeline(app: PublishdApplication) -> PublishPipeline:
             for n in range(ENTRIES)
         ]
     )
-    pipeline.request_run()
+    pipeline.request_run(main_version=workspace.main_version, draft_version=0)
     workspace.acquire_publish_lock(pipeline.pipeline_id)
     app.save_all(pipeline, workspace)
     return pipeline

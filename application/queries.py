@@ -1,0 +1,94 @@
+"""Queries: the read models of publishd, as the HTTP API and the CLI ask for them.
+
+The projections are eventually consistent, so every query that a client asks
+right after its own command first catches up to the head of the event store:
+a client never reads a view older than its last write. The audit query reads
+the event store itself, so it needs no projection at all.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from application.app import PublishdApplication
+from application.views import FileIndexEntry, PipelineStatus, ReferenceEntry, Views
+from domain.errors import NotFound
+from domain.json_types import JsonObject
+from domain.paths import parse_ref
+from domain.pipeline import PublishPipeline
+
+
+class Queries:
+    def __init__(self, app: PublishdApplication, views: Views) -> None:
+        self.app = app
+        self.views = views
+
+    # --- pipelines ----------------------------------------------------------------
+    def pipeline_status(self, pipeline_id: str) -> PipelineStatus:
+        self.app.catch_up()
+        status = self.views.pipeline_status(pipeline_id)
+        if status is None:
+            raise NotFound(f"pipeline {pipeline_id} does not exist")
+        return status
+
+    def list_pipelines(
+        self,
+        workspace: str | None,
+        user: str | None,
+        state: str | None,
+        limit: int,
+        before: str | None,
+    ) -> list[PipelineStatus]:
+        self.app.catch_up()
+        return self.views.list_pipelines(workspace, user, state, limit, before)
+
+    def pipeline_entries(
+        self, pipeline_id: str, phase: str | None, status: str | None
+    ) -> list[JsonObject]:
+        self.app.catch_up()
+        return self.views.pipeline_entries(pipeline_id, phase, status)
+
+    def pipeline_at_version(self, pipeline_id: str, version: int | None) -> JsonObject:
+        """A pipeline as it was after ``version`` events (the latest for ``None``), for audits."""
+        pipeline: PublishPipeline = self.app.repository.get(UUID(pipeline_id), version=version)
+        return {
+            "pipeline_id": pipeline.pipeline_id,
+            "version": pipeline.version,
+            "state": pipeline.state,
+            "phase": pipeline.phase,
+            "counts": pipeline.counts(),
+            "lease_owner": pipeline.lease_owner,
+            "errors": [
+                {"path": e.path, "phase": e.phase, "message": e.error}
+                for e in pipeline.entries.values()
+                if e.error
+            ],
+        }
+
+    # --- FileIndex and FileReference ------------------------------------------------
+    def file_index(
+        self, workspace: str, folder: str, record_id: str | None, filename: str | None
+    ) -> FileIndexEntry:
+        """The entry of one record, by its id or by its filename (exactly one is given)."""
+        self.app.workspace(workspace)  # 404 for an unknown workspace, not for its record
+        self.app.catch_up()
+        if record_id is not None:
+            row = self.views.file_index_by_record(workspace, folder, record_id)
+        else:
+            assert filename is not None
+            row = self.views.file_index_by_filename(workspace, folder, filename)
+        if row is None:
+            raise NotFound(f"no FileIndex entry for that record in {folder}")
+        return row
+
+    def references(
+        self, workspace: str, target: str | None, folder: str | None, record_id: str | None
+    ) -> list[ReferenceEntry]:
+        """Who points at a file: given as an @-reference ``target``, or as folder and record id."""
+        self.app.workspace(workspace)
+        self.app.catch_up()
+        if target is not None:
+            file_path = parse_ref(target)
+            return self.views.references(workspace, file_path.folder, file_path.filename, None)
+        assert folder is not None
+        return self.views.references(workspace, folder, None, record_id)

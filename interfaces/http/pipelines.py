@@ -1,0 +1,191 @@
+"""API.md §4-5: planning a draft's publish, running it, and reading how it went."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from domain.plan import Phase
+from domain.states import PipelineState
+from interfaces.http import models as m
+from interfaces.http.parsing import choice, draft_params, flag, int_param, path_param, query, reply
+from interfaces.http.registry import WAIT, Endpoint, Query
+from interfaces.http.services import Services
+
+ENTRY_STATUSES = ("planned", "published", "failed", "skipped")
+"""What ``?status=`` may filter on: an entry in flight is reported as planned."""
+
+
+# --- §4 plan and run -------------------------------------------------------------
+async def plan(request: Request) -> Response:
+    s = Services.of(request)
+    ws, user = draft_params(request)
+    await s.guard(request, "publish", ws)
+    pipeline = await run_in_threadpool(s.app.plan, ws, user)
+    entries = [entry.planned() for entry in pipeline.entries.values()]
+    return reply(
+        {
+            "pipeline_id": pipeline.pipeline_id,
+            "workspace": ws,
+            "user": user,
+            "state": pipeline.state,
+            "main_version": pipeline.main_version,
+            "draft_version": pipeline.draft_version,
+            "phases": [
+                {"phase": p, "entries": len(pipeline.entries_of(p))} for p in pipeline.phases
+            ],
+            "entries": entries,
+        },
+        201,
+    )
+
+
+async def _run_reply(s: Services, request: Request, pipeline_id: str, state: str) -> Response:
+    """202 at once; with ``?wait=true``, the final status once the worker is done."""
+    s.wake_worker()
+    if flag(request, "wait"):
+        return reply(await s.wait_for_end(pipeline_id))
+    return reply(m.RunAccepted(pipeline_id=pipeline_id, state=state), 202)
+
+
+async def publish(request: Request) -> Response:
+    s = Services.of(request)
+    ws, user = draft_params(request)
+    await s.guard(request, "publish", ws)
+    pipeline = await run_in_threadpool(s.app.publish, ws, user)
+    return await _run_reply(s, request, pipeline.pipeline_id, pipeline.state)
+
+
+async def run_pipeline(request: Request) -> Response:
+    s, pipeline_id = Services.of(request), path_param(request, "pipeline_id")
+    await s.guard_pipeline(request, "publish", pipeline_id)
+    pipeline = await run_in_threadpool(s.app.request_run, pipeline_id)
+    return await _run_reply(s, request, pipeline_id, pipeline.state)
+
+
+async def cancel_pipeline(request: Request) -> Response:
+    s, pipeline_id = Services.of(request), path_param(request, "pipeline_id")
+    await s.guard_pipeline(request, "publish", pipeline_id)
+    pipeline = await run_in_threadpool(s.app.request_cancel, pipeline_id)
+    return reply(m.RunAccepted(pipeline_id=pipeline_id, state=pipeline.state), 202)
+
+
+async def retry_pipeline(request: Request) -> Response:
+    s, pipeline_id = Services.of(request), path_param(request, "pipeline_id")
+    await s.guard_pipeline(request, "publish", pipeline_id)
+    pipeline = await run_in_threadpool(s.app.request_retry, pipeline_id)
+    return await _run_reply(s, request, pipeline_id, pipeline.state)
+
+
+# --- §5 status ---------------------------------------------------------------------
+async def pipeline_status(request: Request) -> Response:
+    s, pipeline_id = Services.of(request), path_param(request, "pipeline_id")
+    await s.guard_pipeline(request, "read", pipeline_id)
+    return reply(await run_in_threadpool(s.queries.pipeline_status, pipeline_id))
+
+
+async def list_pipelines(request: Request) -> Response:
+    s = Services.of(request)
+    principal = await s.authenticate(request)
+    q = query(request)
+    ws = q.get("workspace")
+    if ws is None and not principal.admin:
+        ws = principal.workspace  # a workspace's token lists its own workspace's pipelines
+    s.authorize(principal, "read", ws)
+    states = tuple(PipelineState)
+    state = choice(request, "state", states, f"?state= must be one of {', '.join(states)}")
+    limit = int_param(request, "limit", 50, 1, 500)
+    found = await run_in_threadpool(
+        s.queries.list_pipelines, ws, q.get("user"), state, limit, q.get("before")
+    )
+    return reply({"pipelines": found})
+
+
+async def pipeline_entries(request: Request) -> Response:
+    s, pipeline_id = Services.of(request), path_param(request, "pipeline_id")
+    await s.guard_pipeline(request, "read", pipeline_id)
+    phase = choice(
+        request, "phase", tuple(Phase), "?phase= must be edit, create, delete or backfill"
+    )
+    status = choice(
+        request, "status", ENTRY_STATUSES, "?status= must be planned, published, failed or skipped"
+    )
+    entries = await run_in_threadpool(s.queries.pipeline_entries, pipeline_id, phase, status)
+    return reply({"entries": entries})
+
+
+DRAFT = "/workspaces/{ws}/drafts/{user}"
+PIPELINE = "/pipelines/{pipeline_id}"
+
+ENDPOINTS = [
+    Endpoint("POST", DRAFT + "/plans", plan, "Plan a publish", None, {201: m.PlanOut}),
+    Endpoint(
+        "POST",
+        DRAFT + "/publish",
+        publish,
+        "Plan and run",
+        None,
+        {202: m.RunAccepted, 200: m.PipelineStatusBody},
+        (409,),
+        (WAIT,),
+    ),
+    Endpoint(
+        "POST",
+        PIPELINE + "/run",
+        run_pipeline,
+        "Run a plan",
+        None,
+        {202: m.RunAccepted, 200: m.PipelineStatusBody},
+        (409,),
+        (WAIT,),
+    ),
+    Endpoint(
+        "POST",
+        PIPELINE + "/cancel",
+        cancel_pipeline,
+        "Cancel",
+        None,
+        {202: m.RunAccepted},
+        (409,),
+    ),
+    Endpoint(
+        "POST",
+        PIPELINE + "/retry",
+        retry_pipeline,
+        "Retry failed and skipped entries",
+        None,
+        {202: m.RunAccepted, 200: m.PipelineStatusBody},
+        (409,),
+        (WAIT,),
+    ),
+    Endpoint(
+        "GET",
+        PIPELINE,
+        pipeline_status,
+        "A pipeline's status",
+        responses={200: m.PipelineStatusBody},
+    ),
+    Endpoint(
+        "GET",
+        "/pipelines",
+        list_pipelines,
+        "Pipelines, newest first",
+        responses={200: m.PipelineList},
+        query=(
+            Query("workspace", {"type": "string"}),
+            Query("user", {"type": "string"}),
+            Query("state", {"type": "string"}),
+            Query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+            Query("before", {"type": "string"}),
+        ),
+    ),
+    Endpoint(
+        "GET",
+        PIPELINE + "/entries",
+        pipeline_entries,
+        "A pipeline's entries",
+        responses={200: m.EntryList},
+        query=(Query("phase", {"type": "string"}), Query("status", {"type": "string"})),
+    ),
+]

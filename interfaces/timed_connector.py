@@ -1,0 +1,69 @@
+"""Connector latency, measured around every call whatever the adapter.
+
+The run engine and pulls see only the ``Connector`` port, and each adapter
+retries on its own; timing a call here, outside the adapter, measures what a
+pipeline waits for, retries and backoff included.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Sequence
+from typing import TypeVar
+
+from prometheus_client import Histogram
+
+from application.connector import Connector, Record, RecordPage
+from domain.json_types import JsonObject
+
+T = TypeVar("T")
+
+CONNECTOR_LATENCY = Histogram(
+    "publishd_connector_latency_seconds",
+    "Latency of calls to the external content service",
+    ["connector", "operation"],
+    registry=None,
+)
+"""Process-local: each process reports the calls it made (``/metrics`` registers it)."""
+
+
+class TimedConnector(Connector):
+    """``inner``, with each call observed in ``CONNECTOR_LATENCY`` (failed calls too)."""
+
+    def __init__(self, inner: Connector, connector_type: str) -> None:
+        self.inner = inner
+        self.connector_type = connector_type
+        self.delete_page_size = inner.delete_page_size
+        self.list_page_size = inner.list_page_size
+
+    async def _timed(self, operation: str, call: Awaitable[T]) -> T:
+        started = time.perf_counter()
+        try:
+            return await call
+        finally:
+            CONNECTOR_LATENCY.labels(self.connector_type, operation).observe(
+                time.perf_counter() - started
+            )
+
+    async def create(self, folder: str, fields: JsonObject, idempotency_key: str) -> Record:
+        return await self._timed("create", self.inner.create(folder, fields, idempotency_key))
+
+    async def update(
+        self, folder: str, record_id: str, fields: JsonObject, idempotency_key: str
+    ) -> Record:
+        return await self._timed(
+            "update", self.inner.update(folder, record_id, fields, idempotency_key)
+        )
+
+    async def delete_many(
+        self, folder: str, record_ids: Sequence[str], idempotency_key: str
+    ) -> None:
+        await self._timed(
+            "delete_many", self.inner.delete_many(folder, record_ids, idempotency_key)
+        )
+
+    async def list_page(self, folder: str, offset: int, limit: int) -> RecordPage:
+        return await self._timed("list_page", self.inner.list_page(folder, offset, limit))
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

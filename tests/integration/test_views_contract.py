@@ -1,0 +1,364 @@
+"""The read port's contract, run against the in-memory views and the PostgreSQL views.
+
+The same commands of the real application (workspace, schemas, pulls, draft
+writes, plan, run, cancel, retry) feed both: on memory, the POPO event store
+and ``MemoryViews``; on PostgreSQL, the real recorder with the real projection
+runner in a thread and ``PostgresViews``, read after waiting on the tracking
+position. Every case asserts the very same answers of both, so the memory views
+answer exactly what the PostgreSQL views answer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from application.app import PublishdApplication
+from application.projections import PROJECTION_NAMES
+from application.views import Views
+from domain.errors import StalePlan
+from infrastructure.postgres.database import Database
+from infrastructure.postgres.projections.runner import run_projections
+from infrastructure.postgres.projections.views import PostgresViews
+from tests.support.library import USER, WORKSPACE, Library, memory_app
+
+OLD_MAN = {"id": "b1", "title": "Old Man", "slug": "old-man", "author": "a1"}
+DALLOWAY = {"id": "b2", "title": "Dalloway", "slug": "dalloway", "author": "a2"}
+
+
+@pytest.fixture(params=["memory", "postgres"])
+def library(request: pytest.FixtureRequest) -> Iterator[Library]:
+    if request.param == "memory":
+        library = Library(memory_app())
+        library.setup()
+        yield library
+        return
+    database: Database = request.getfixturevalue("database")
+    schema: str = request.getfixturevalue("schema")
+    views = PostgresViews(database, schema)
+    app = PublishdApplication(database.eventsourcing_env(schema, pool_size=4), views=views)
+    stop = threading.Event()
+    runner = threading.Thread(target=run_projections, args=(database, schema, stop), daemon=True)
+    runner.start()
+    try:
+        library = Library(app)
+        library.setup()
+        yield library
+    finally:
+        stop.set()
+        runner.join(timeout=10)
+        views.close()
+        app.close()
+
+
+def read(library: Library) -> Views:
+    """The views, once they have applied every event saved so far."""
+    library.app.catch_up()
+    return library.app.views
+
+
+def ref(branch: str, source: str, filename: str | None, record_id: str | None) -> dict[str, Any]:
+    return {
+        "branch": branch,
+        "source_path": source,
+        "target_folder": "authors",
+        "target_filename": filename,
+        "target_record_id": record_id,
+    }
+
+
+class TestViewsContract:
+    def test_main_contents_paths_and_folder_index(self, library: Library) -> None:
+        views = read(library)
+        wanted = ["books/old-man.json", "books/dalloway.json", "books/nope.json"]
+        assert views.main_contents(WORKSPACE, wanted) == {
+            "books/old-man.json": OLD_MAN,
+            "books/dalloway.json": DALLOWAY,
+        }
+        assert views.main_contents(WORKSPACE, []) == {}
+        assert views.main_contents("elsewhere", wanted) == {}
+        assert views.main_file(WORKSPACE, "books/old-man.json") == OLD_MAN
+        assert views.main_file(WORKSPACE, "books/nope.json") is None
+        assert views.main_paths_exist(WORKSPACE, wanted) == {
+            "books/old-man.json",
+            "books/dalloway.json",
+        }
+        assert views.main_folder_index(WORKSPACE, "books") == {
+            "b1": ("old-man.json", OLD_MAN),
+            "b2": ("dalloway.json", DALLOWAY),
+        }
+        assert views.main_folder_index(WORKSPACE, "menus") == {}
+
+        library.connector.records["books"].pop("b2")  # deleted upstream
+        library.pull()
+        views = read(library)
+        assert views.main_paths_exist(WORKSPACE, wanted) == {"books/old-man.json"}
+        assert set(views.main_folder_index(WORKSPACE, "books")) == {"b1"}
+
+    def test_draft_files(self, library: Library) -> None:
+        library.write("books/war.json", {"title": "War"})
+        library.write("books/war.json", {"title": "War and Peace"})
+        library.delete("books/dalloway.json")
+        library.write("authors/tolstoy.json", {"name": "Tolstoy"}, user="bob")
+        views = read(library)
+        assert views.draft_file(WORKSPACE, USER, "books/war.json") == (
+            True,
+            {"title": "War and Peace"},
+        )
+        assert views.draft_file(WORKSPACE, USER, "books/dalloway.json") == (True, None)
+        assert views.draft_file(WORKSPACE, USER, "books/old-man.json") == (False, None)
+        assert views.draft_file(WORKSPACE, "carol", "books/war.json") == (False, None)
+        assert views.draft_files(WORKSPACE, USER) == {
+            "books/war.json": {"title": "War and Peace"},
+            "books/dalloway.json": None,
+        }
+        assert views.draft_files(WORKSPACE, "bob") == {"authors/tolstoy.json": {"name": "Tolstoy"}}
+
+        library.app.discard_draft(WORKSPACE, USER)
+        views = read(library)
+        assert views.draft_files(WORKSPACE, USER) == {}
+        assert views.draft_file(WORKSPACE, USER, "books/war.json") == (False, None)
+        assert views.draft_files(WORKSPACE, "bob") == {"authors/tolstoy.json": {"name": "Tolstoy"}}
+
+    def test_record_ids_and_file_index(self, library: Library) -> None:
+        views = read(library)
+        files = [("books", "old-man.json"), ("authors", "woolf.json"), ("books", "nope.json")]
+        assert views.record_ids(WORKSPACE, files) == {
+            ("books", "old-man.json"): "b1",
+            ("authors", "woolf.json"): "a2",
+        }
+        assert views.record_ids(WORKSPACE, []) == {}
+        assert views.record_ids("elsewhere", files) == {}
+        first = views.file_index_by_record(WORKSPACE, "books", "b1")
+        assert first is not None
+        assert first == {
+            "folder": "books",
+            "record_id": "b1",
+            "filename": "old-man.json",
+            "last_seen_at": first["last_seen_at"],
+        }
+        assert views.file_index_by_filename(WORKSPACE, "books", "old-man.json") == first
+        assert views.file_index_by_record(WORKSPACE, "books", "a1") is None
+        assert views.file_index_by_filename(WORKSPACE, "authors", "old-man.json") is None
+
+        library.pull()  # nothing changed upstream: every record is seen again
+        seen_at = library.app.workspace(WORKSPACE).modified_on.isoformat()
+        views = read(library)
+        again = views.file_index_by_record(WORKSPACE, "books", "b1")
+        assert again == {**first, "last_seen_at": seen_at}
+        assert datetime.fromisoformat(seen_at) > datetime.fromisoformat(first["last_seen_at"])
+        assert views.file_index_by_filename(WORKSPACE, "books", "old-man.json") == again
+
+    def test_inbound_references_and_references(self, library: Library) -> None:
+        library.write("books/war.json", {"title": "War", "author": "@/authors/hemingway.json"})
+        library.write("books/anna.json", {"title": "Anna", "author": "@/authors/tolstoy.json"})
+        views = read(library)
+        # main holds a resolved id (a schema field), the draft an @-reference: each
+        # row gets its other target column from FileIndex
+        assert views.references(WORKSPACE, "authors", "hemingway.json") == [
+            ref("draft:alice", "books/war.json", "hemingway.json", "a1"),
+            ref("main", "books/old-man.json", "hemingway.json", "a1"),
+        ]
+        assert views.references(WORKSPACE, "authors", target_record_id="a1") == [
+            ref("draft:alice", "books/war.json", "hemingway.json", "a1"),
+            ref("main", "books/old-man.json", "hemingway.json", "a1"),
+        ]
+        assert views.references(WORKSPACE, "authors", "tolstoy.json") == [
+            ref("draft:alice", "books/anna.json", "tolstoy.json", None)
+        ]
+        assert views.references(WORKSPACE, "authors") == []
+        assert views.references(WORKSPACE, "books", "hemingway.json") == []
+
+        hemingway = ("authors", "hemingway.json", "a1")
+        assert views.inbound_references(WORKSPACE, [hemingway], ["main"]) == ["books/old-man.json"]
+        assert views.inbound_references(WORKSPACE, [hemingway], ["main", "draft:alice"]) == [
+            "books/old-man.json",
+            "books/war.json",
+        ]
+        by_filename = ("authors", "hemingway.json", None)
+        assert views.inbound_references(WORKSPACE, [by_filename], ["main", "draft:alice"]) == [
+            "books/old-man.json",
+            "books/war.json",
+        ]
+        by_record_id = ("authors", "unknown.json", "a2")
+        assert views.inbound_references(WORKSPACE, [by_record_id, hemingway], ["main"]) == [
+            "books/dalloway.json",
+            "books/old-man.json",
+        ]
+        assert views.inbound_references(WORKSPACE, [hemingway], ["draft:bob"]) == []
+        assert views.inbound_references(WORKSPACE, [], ["main"]) == []
+
+        # the target arrives in FileIndex after the reference: filled then
+        library.connector.seed("authors", "a3", {"name": "Tolstoy", "slug": "tolstoy"})
+        library.pull()
+        views = read(library)
+        assert views.references(WORKSPACE, "authors", target_record_id="a3") == [
+            ref("draft:alice", "books/anna.json", "tolstoy.json", "a3")
+        ]
+        library.app.discard_draft(WORKSPACE, USER)
+        views = read(library)
+        assert views.references(WORKSPACE, "authors", "hemingway.json") == [
+            ref("main", "books/old-man.json", "hemingway.json", "a1")
+        ]
+
+    def test_pipelines_status_list_entries_and_runnable(self, library: Library) -> None:
+        app = library.app
+        library.write_four_phases()
+        first, state = library.plan_and_run()
+        assert state == "completed"
+
+        library.write("authors/austen.json", {"name": "Austen", "slug": "austen"}, user="bob")
+        second = library.plan(user="bob").pipeline_id
+        app.request_run(second)
+        app.request_cancel(second)
+        views = read(library)
+        assert views.runnable_pipelines() == [second]
+        queued = views.pipeline_status(second)
+        assert queued is not None
+        assert (queued["state"], queued["cancel_requested"], queued["started_at"]) == (
+            "running",
+            True,
+            None,
+        )
+        assert library.run(second) == "cancelled"
+
+        library.write("books/bad.json", {"title": "Bad", "slug": "bad"})
+        library.write("books/good.json", {"title": "Good", "slug": "good"})
+        library.connector.refuse = lambda folder, fields: (
+            "400 no" if fields.get("title") == "Bad" else None
+        )
+        planned = library.plan()
+        third = planned.pipeline_id
+        app.request_run(third)
+        assert library.run(third) == "completed_with_errors"
+
+        views = read(library)
+        status = views.pipeline_status(third)
+        assert status is not None
+        assert status == {
+            "pipeline_id": third,
+            "workspace": WORKSPACE,
+            "user": USER,
+            "state": "completed_with_errors",
+            "phase": "create",
+            "counts": {"create": {"planned": 0, "published": 1, "failed": 1, "skipped": 0}},
+            "errors": [{"path": "books/bad.json", "phase": "create", "message": "400 no"}],
+            "created_at": status["created_at"],
+            "started_at": status["started_at"],
+            "finished_at": status["finished_at"],
+            "main_version": planned.main_version,
+            "draft_version": planned.draft_version,
+            "cancel_requested": False,
+        }
+        assert status["created_at"] < status["started_at"] < status["finished_at"]
+        assert views.pipeline_status("00000000-0000-0000-0000-000000000000") is None
+
+        def ids(statuses: list[dict[str, Any]]) -> list[str]:
+            return [s["pipeline_id"] for s in statuses]
+
+        assert ids(views.list_pipelines()) == [third, second, first]
+        assert ids(views.list_pipelines(workspace=WORKSPACE, limit=2)) == [third, second]
+        assert ids(views.list_pipelines(before=second)) == [first]
+        assert ids(views.list_pipelines(before=first)) == []
+        assert ids(views.list_pipelines(before="00000000-0000-0000-0000-000000000000")) == []
+        assert ids(views.list_pipelines(user="bob")) == [second]
+        assert ids(views.list_pipelines(user=USER, state="completed")) == [first]
+        assert ids(views.list_pipelines(state="cancelled")) == [second]
+        assert ids(views.list_pipelines(workspace="elsewhere")) == []
+        assert views.list_pipelines(workspace=WORKSPACE)[0] == status
+
+        tolstoy = views.main_file(WORKSPACE, "authors/tolstoy.json")
+        war = views.main_file(WORKSPACE, "books/war.json")
+        assert tolstoy is not None and war is not None
+        assert views.pipeline_entries(first, phase="create") == [
+            {
+                "path": "authors/tolstoy.json",
+                "phase": "create",
+                "status": "published",
+                "record_id": tolstoy["id"],
+                "error": None,
+            },
+            {
+                "path": "books/war.json",
+                "phase": "create",
+                "status": "published",
+                "record_id": war["id"],
+                "error": None,
+            },
+        ]
+        assert [(e["phase"], e["path"]) for e in views.pipeline_entries(first)] == [
+            ("edit", "books/old-man.json"),
+            ("create", "authors/tolstoy.json"),
+            ("create", "books/war.json"),
+            ("delete", "books/dalloway.json"),
+            ("backfill", "books/war.json"),
+        ]
+        assert views.pipeline_entries(third, status="failed") == [
+            {
+                "path": "books/bad.json",
+                "phase": "create",
+                "status": "failed",
+                "record_id": None,
+                "error": "400 no",
+            }
+        ]
+        assert views.pipeline_entries(third, phase="edit") == []
+        assert views.pipeline_entries(second, status="planned") == [
+            {
+                "path": "authors/austen.json",
+                "phase": "create",
+                "status": "planned",
+                "record_id": None,
+                "error": None,
+            }
+        ]
+        assert views.pipeline_entries("00000000-0000-0000-0000-000000000000") == []
+        assert views.runnable_pipelines() == []
+
+        library.connector.refuse = lambda folder, fields: None
+        app.request_retry(third)
+        views = read(library)
+        assert views.runnable_pipelines() == [third]
+        assert views.runnable_pipelines(limit=0) == []
+        retried = views.pipeline_status(third)
+        assert retried is not None
+        assert (retried["state"], retried["errors"], retried["finished_at"]) == (
+            "running",
+            [],
+            None,
+        )
+        assert retried["counts"]["create"] == {
+            "planned": 1,
+            "published": 1,
+            "failed": 0,
+            "skipped": 0,
+        }
+        assert views.pipeline_entries(third, status="failed") == []
+
+    def test_stale_pipeline_reports_its_reason_as_an_error(self, library: Library) -> None:
+        library.write("authors/austen.json", {"name": "Austen", "slug": "austen"})
+        pipeline = library.plan()
+        library.write("authors/austen.json", {"name": "Jane Austen", "slug": "austen"})
+        with pytest.raises(StalePlan, match="the draft moved"):
+            library.app.request_run(pipeline.pipeline_id)
+        status = read(library).pipeline_status(pipeline.pipeline_id)
+        assert status is not None
+        assert status["state"] == "stale"
+        assert status["finished_at"] is not None
+        [error] = status["errors"]
+        assert (error["path"], error["phase"]) == (None, None)
+        assert error["message"].startswith("the draft moved from version 2 to 3")
+
+    def test_positions(self, library: Library) -> None:
+        views = library.app.views
+        head = library.app.head()
+        assert views.wait_for_position(head, 10)
+        assert views.wait_for_position(head, 10, names=["file_index"])
+        assert all(views.position(name) == head for name in PROJECTION_NAMES)
+        assert views.position("no_such_projection") == 0
+        assert not views.wait_for_position(head + 1, 0.05)
+        assert not views.wait_for_position(head, 0.05, names=["no_such_projection"])
