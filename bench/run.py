@@ -193,13 +193,19 @@ def main() -> None:
     lines = [
         ("sandbox, raw asyncio client, 0 ms", f"{raw:8.0f} creates/s"),
         ("connector ceiling, 0 ms", f"{ceiling:8.0f} calls/s  ({ceiling / raw:.2f} of raw)"),
-        ("pipeline, 0 ms", f"{rate:8.0f} entries/s  ratio {rate / ceiling:.2f}"
-         f"  ({fast['entries']} entries in {elapsed:.2f} s,"
-         f" projected after {fast['projected_s']:.2f} s)"),
+        (
+            "pipeline, 0 ms",
+            f"{rate:8.0f} entries/s  ratio {rate / ceiling:.2f}"
+            f"  ({fast['entries']} entries in {elapsed:.2f} s,"
+            f" projected after {fast['projected_s']:.2f} s)",
+        ),
         (f"sandbox, raw asyncio client, {ms}", f"{raw_latency:8.0f} creates/s"),
         (f"connector ceiling, {ms}", f"{connector_latency:8.0f} calls/s"),
-        (f"pipeline, {ms}", f"{slow_rate:8.0f} entries/s  ratio {slow_rate / ideal:.2f}"
-         f" of ideal {ideal:.0f}  ({slow['entries']} entries in {slow_elapsed:.2f} s)"),
+        (
+            f"pipeline, {ms}",
+            f"{slow_rate:8.0f} entries/s  ratio {slow_rate / ideal:.2f}"
+            f" of ideal {ideal:.0f}  ({slow['entries']} entries in {slow_elapsed:.2f} s)",
+        ),
     ]
     for label, figure in lines:
         print(f"{label:<40}{figure}")

@@ -140,9 +140,7 @@ def test_every_view_is_projected(database: Database, schema: str) -> None:
         ]
         # the @-reference's target arrives in FileIndex AFTER the reference
         assert views.references("lib", "authors", "woolf.json")[0]["target_record_id"] is None
-        ws.change_main(
-            "publish", [MainChange("authors/woolf.json", {"id": "a2"}, "a2")]
-        )
+        ws.change_main("publish", [MainChange("authors/woolf.json", {"id": "a2"}, "a2")])
         app.save(ws)
         assert views.wait_for_position(head(app), 10)
         assert views.references("lib", "authors", target_record_id="a2") == [
@@ -287,9 +285,7 @@ def _write(url: str, schema: str, tag: str, count: int) -> None:
         pipeline.claim("w", pipeline.modified_on, timedelta(seconds=30))
         pipeline.publish_entry("w", "edit:b/0.json", None, None, 1)
         ws = app.repository.get(Workspace.create_id(tag)) if n else Workspace(tag, {})
-        ws.change_main(
-            "run", [MainChange(f"b/{n}.json", {"n": n}, f"{tag}{n}")]
-        )
+        ws.change_main("run", [MainChange(f"b/{n}.json", {"n": n}, f"{tag}{n}")])
         app.save(pipeline, ws)
 
 

@@ -225,9 +225,10 @@ async def fixed(head: bytes) -> bytes:
 
 
 async def test_a_connection_the_server_dropped_is_replaced_not_failed() -> None:
-    async with raw_server(fixed, close_after=True) as raw, connector(
-        raw.url, concurrency=1, max_retries=0
-    ) as c:
+    async with (
+        raw_server(fixed, close_after=True) as raw,
+        connector(raw.url, concurrency=1, max_retries=0) as c,
+    ):
         for _ in range(3):
             assert (await c.list_page("authors", 0, 1)).total == 0
     assert len(raw.connections) == 3
@@ -256,9 +257,10 @@ async def test_a_silent_server_is_a_timeout_then_transient() -> None:
         await never.wait()
         return None
 
-    async with raw_server(hang) as raw, connector(
-        raw.url, concurrency=2, max_retries=1, timeout=0.2
-    ) as c:
+    async with (
+        raw_server(hang) as raw,
+        connector(raw.url, concurrency=2, max_retries=1, timeout=0.2) as c,
+    ):
         with pytest.raises(TransientFailure, match="ReadTimeout"):
             await c.list_page("authors", 0, 1)
     assert len(raw.connections) == 2  # a timed-out connection is never reused

@@ -23,16 +23,31 @@ def stored(fields: dict[str, Any], *, creation: bool = False) -> bytes:
 
 
 CASES = [
-    ("domain.pipeline:PublishPipeline.EntryPlanned",
-     {"path": "books/é.json", "phase": "create",
-      "operation": {"type": "create", "folder": "books", "fields": {"t": "a\nb\"c"}},
-      "deferred_fields": [], "depends_on": []}, False),
-    ("domain.pipeline:PublishPipeline.PipelinePlanned",
-     {"pipeline_id": PIPELINE, "workspace_id": "acme", "user": "ann", "main_version": 0,
-      "draft_version": 1, "phases": [{"phase": "create", "entries": 1}]}, True),
+    (
+        "domain.pipeline:PublishPipeline.EntryPlanned",
+        {
+            "path": "books/é.json",
+            "phase": "create",
+            "operation": {"type": "create", "folder": "books", "fields": {"t": 'a\nb"c'}},
+            "deferred_fields": [],
+            "depends_on": [],
+        },
+        False,
+    ),
+    (
+        "domain.pipeline:PublishPipeline.PipelinePlanned",
+        {
+            "pipeline_id": PIPELINE,
+            "workspace_id": "acme",
+            "user": "ann",
+            "main_version": 0,
+            "draft_version": 1,
+            "phases": [{"phase": "create", "entries": 1}],
+        },
+        True,
+    ),
     ("domain.pipeline:PublishPipeline.CancelRequested", {}, False),
-    ("domain.draft:Draft.DraftFileWritten", {"path": "a/b.json", "content": {"version": 3}},
-     False),
+    ("domain.draft:Draft.DraftFileWritten", {"path": "a/b.json", "content": {"version": 3}}, False),
     ("domain.other:Thing.Clashing", {"version": "mine", "type": "mine", "x": 1}, False),
     ("domain.other:Thing.Typed", {"ref": {"_type_": "uuid_hex", "_data_": "0" * 32}}, False),
 ]
@@ -40,8 +55,14 @@ CASES = [
 
 def expected(topic: str, fields: dict[str, Any]) -> dict[str, Any]:
     kind = topic.rsplit(".", 1)[-1]
-    out: dict[str, Any] = {"type": kind, "timestamp": TS["_data_"], "position": 7, "version": 3,
-                           "originator_id": PIPELINE, "workspace": "acme"}
+    out: dict[str, Any] = {
+        "type": kind,
+        "timestamp": TS["_data_"],
+        "position": 7,
+        "version": 3,
+        "originator_id": PIPELINE,
+        "workspace": "acme",
+    }
     if ":PublishPipeline." in topic:
         out["pipeline_id"] = PIPELINE
     for key, value in fields.items():

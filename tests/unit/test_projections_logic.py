@@ -113,12 +113,8 @@ def library() -> tuple[Workspace, list[ProjectedEvent]]:
 
 def test_file_index_follows_renames_takeovers_and_removals() -> None:
     ws, events = library()
-    ws.change_main(
-        "pull", [MainChange("authors/hemingway.json", {"id": "a1"}, "a1")]
-    )
-    ws.change_main(
-        "pull", [MainChange("authors/hem.json", {"id": "a9"}, "a9")]
-    )
+    ws.change_main("pull", [MainChange("authors/hemingway.json", {"id": "a1"}, "a1")])
+    ws.change_main("pull", [MainChange("authors/hem.json", {"id": "a9"}, "a9")])
     ws.change_main("pull", [MainChange("books/old.json", None, "b1")])
     events += recorded(ws)
     for batch in (1, 1000):
@@ -161,9 +157,7 @@ def test_references_are_filled_from_file_index_whichever_comes_first() -> None:
         ("draft:ann", "books/new.json", "woolf.json", None),
         ("draft:ann", "books/new.json", "hem.json", "a1"),
     }
-    ws.change_main(
-        "run", [MainChange("authors/woolf.json", {"id": "a2"}, "a2")]
-    )
+    ws.change_main("run", [MainChange("authors/woolf.json", {"id": "a2"}, "a2")])
     project(tables, recorded(ws))
     assert ("draft:ann", "books/new.json", "woolf.json", "a2") in {
         (r.branch, r.source_path, r.target_filename, r.target_record_id) for r in tables.references
