@@ -34,7 +34,6 @@ from domain.errors import (
 )
 from domain.ids import draft_uuid, workspace_uuid
 from domain.json_types import JsonObject, JsonValue
-from domain.paths import parse_path
 from domain.pipeline import PublishPipeline
 from domain.planner import plan as build_plan
 from domain.pull import Pull
@@ -166,19 +165,11 @@ class PublishdApplication(Application[UUID]):
     def _draft_for_write(self, workspace_id: str, user: str) -> Draft:
         return self.draft(workspace_id, user) or Draft(workspace_id=workspace_id, user=user)
 
-    def _checked_path(self, workspace: Workspace, path: str) -> str:
-        file_path = parse_path(path)
-        if file_path.folder not in workspace.schemas:
-            raise UnknownFolder(
-                f"folder {file_path.folder!r} has no schema in workspace {workspace.workspace_id}"
-            )
-        return file_path.path
-
     def write_draft_file(self, workspace_id: str, user: str, path: str, content: JsonValue) -> int:
         if not isinstance(content, dict):
             raise InvalidContent("a file's content must be a JSON object")
         workspace = self.workspace(workspace_id)
-        checked = self._checked_path(workspace, path)
+        checked = workspace.check_path(path)
 
         def command() -> int:
             draft = self._draft_for_write(workspace_id, user)
@@ -189,7 +180,7 @@ class PublishdApplication(Application[UUID]):
 
     def delete_draft_file(self, workspace_id: str, user: str, path: str) -> int:
         workspace = self.workspace(workspace_id)
-        checked = self._checked_path(workspace, path)
+        checked = workspace.check_path(path)
         self.catch_up()
         on_main = bool(self.views.main_paths_exist(workspace_id, [checked]))
 
@@ -211,39 +202,6 @@ class PublishdApplication(Application[UUID]):
             return self.save_all(draft)
 
         return self.retrying(command)
-
-    def draft_changes(self, workspace_id: str, user: str) -> JsonObject:
-        self.workspace(workspace_id)
-        draft = self.draft(workspace_id, user)
-        if draft is None:
-            return {"version": 0, "changes": []}
-        self.catch_up()
-        on_main = self.views.main_paths_exist(workspace_id, list(draft.changes))
-        changes = []
-        for path in sorted(draft.changes):
-            content = draft.changes[path]
-            if content is None:
-                if path in on_main:
-                    changes.append({"path": path, "change": "deleted"})
-            else:
-                changes.append({"path": path, "change": "modified" if path in on_main else "added"})
-        return {"version": draft.version, "changes": changes}
-
-    def read_file(self, workspace_id: str, path: str, user: str | None = None) -> JsonObject:
-        workspace = self.workspace(workspace_id)
-        checked = self._checked_path(workspace, path)
-        if user is not None:
-            draft = self.draft(workspace_id, user)
-            if draft is not None and checked in draft.changes:
-                content = draft.changes[checked]
-                if content is None:
-                    raise NotFound(f"{checked} is deleted in the draft of {user}")
-                return content
-        self.catch_up()
-        found = self.views.main_file(workspace_id, checked)
-        if found is None:
-            raise NotFound(f"{checked} does not exist")
-        return found
 
     # --- plan, run, cancel, retry -------------------------------------------
     def plan(self, workspace_id: str, user: str, *, delete_page_size: int = 100) -> PublishPipeline:

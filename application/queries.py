@@ -65,6 +65,41 @@ class Queries:
             ],
         }
 
+    # --- files on main and in drafts ----------------------------------------------
+    def draft_changes(self, workspace_id: str, user: str) -> JsonObject:
+        """The draft's paths as added, modified or deleted against main now."""
+        self.app.workspace(workspace_id)
+        draft = self.app.draft(workspace_id, user)
+        if draft is None:
+            return {"version": 0, "changes": []}
+        self.app.catch_up()
+        on_main = self.views.main_paths_exist(workspace_id, list(draft.changes))
+        changes = []
+        for path in sorted(draft.changes):
+            content = draft.changes[path]
+            if content is None:
+                if path in on_main:
+                    changes.append({"path": path, "change": "deleted"})
+            else:
+                changes.append({"path": path, "change": "modified" if path in on_main else "added"})
+        return {"version": draft.version, "changes": changes}
+
+    def read_file(self, workspace_id: str, path: str, user: str | None = None) -> JsonObject:
+        """A file as ``user``'s draft has it (or main, without a user or a change)."""
+        checked = self.app.workspace(workspace_id).check_path(path)
+        if user is not None:
+            draft = self.app.draft(workspace_id, user)
+            if draft is not None and checked in draft.changes:
+                content = draft.changes[checked]
+                if content is None:
+                    raise NotFound(f"{checked} is deleted in the draft of {user}")
+                return content
+        self.app.catch_up()
+        found = self.views.main_file(workspace_id, checked)
+        if found is None:
+            raise NotFound(f"{checked} does not exist")
+        return found
+
     # --- FileIndex and FileReference ------------------------------------------------
     def file_index(
         self, workspace: str, folder: str, record_id: str | None, filename: str | None

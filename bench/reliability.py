@@ -47,6 +47,7 @@ from typing import Any
 
 import httpx
 
+from application.queries import Queries
 from bench.common import database_from_env, print_result, temporary_schema
 from bench.run import sandbox_process
 from domain.entries import EntryStatus, PipelineEntry
@@ -287,7 +288,7 @@ def write_draft(runtime: Runtime, workspace: str, shape: Shape) -> None:
     app.catch_up()
     for b in range(shape.edited):
         path = f"books/book-{b}.json"
-        content = app.read_file(workspace, path)
+        content = Queries(app, runtime.views).read_file(workspace, path)
         app.write_draft_file(workspace, user, path, {**content, "title": f"Book {b} (revised)"})
     for a in deleted_authors(shape):
         app.delete_draft_file(workspace, user, f"authors/author-{a}.json")

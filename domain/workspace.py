@@ -14,9 +14,10 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import PublishInProgress
+from domain.errors import PublishInProgress, UnknownFolder
 from domain.ids import workspace_uuid
 from domain.json_types import JsonObject
+from domain.paths import parse_path
 from domain.schema import FolderSchema
 
 
@@ -62,6 +63,15 @@ class Workspace(Aggregate):
     def schema(self, folder: str) -> FolderSchema | None:
         data = self.schemas.get(folder)
         return None if data is None else FolderSchema.from_dict(folder, data)
+
+    def check_path(self, path: str) -> str:
+        """The path, normalised; refused unless it names a file of a folder with a schema."""
+        file_path = parse_path(path)
+        if file_path.folder not in self.schemas:
+            raise UnknownFolder(
+                f"folder {file_path.folder!r} has no schema in workspace {self.workspace_id}"
+            )
+        return file_path.path
 
     def folder_schemas(self) -> dict[str, FolderSchema]:
         return {folder: FolderSchema.from_dict(folder, d) for folder, d in self.schemas.items()}

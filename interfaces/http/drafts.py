@@ -25,7 +25,7 @@ async def get_file(request: Request) -> Response:
     ws = workspace_param(request)
     await s.guard(request, "read", ws)
     user = draft_user_query(request)
-    content = await run_in_threadpool(s.app.read_file, ws, path_param(request, "path"), user)
+    content = await run_in_threadpool(s.queries.read_file, ws, path_param(request, "path"), user)
     return reply(content)
 
 
@@ -51,7 +51,7 @@ async def draft_changes(request: Request) -> Response:
     s = Services.of(request)
     ws, user = draft_params(request)
     await s.guard(request, "read", ws)
-    return reply(await run_in_threadpool(s.app.draft_changes, ws, user))
+    return reply(await run_in_threadpool(s.queries.draft_changes, ws, user))
 
 
 async def discard_draft(request: Request) -> Response:

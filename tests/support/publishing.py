@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from application.pull import run_pull
+from application.queries import Queries
 from domain.pipeline import PublishPipeline
 from infrastructure.postgres.database import Database
 from infrastructure.sandbox.app import create_app
@@ -50,6 +51,10 @@ class Harness:
     @property
     def app(self) -> Any:
         return self.runtime.app
+
+    @property
+    def queries(self) -> Queries:
+        return Queries(self.runtime.app, self.runtime.views)
 
     # --- the sandbox, seen from outside -----------------------------------------------
     def sandbox(self, method: str, path: str, **kwargs: Any) -> Any:
