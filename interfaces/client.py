@@ -18,7 +18,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from domain.json_types import JsonObject, JsonValue
 
 TERMINAL_EVENTS = {"PipelineCompleted", "PipelineFailed", "PipelineCancelled", "PipelineStale"}
-PHASES = ("edit", "create", "delete", "backfill")
 
 
 class ClientError(Exception):

@@ -17,25 +17,9 @@ import pytest
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder, Mapper, UUIDAsHex
 
-from application.projections import (
-    DraftFilesProjection,
-    FileIndexProjection,
-    FileReferenceProjection,
-    MainFilesProjection,
-    PipelineEntriesProjection,
-    PipelineStatusProjection,
-)
 from application.projections.events import ProjectedEvent, decode, event_name, parse_content
-from application.projections.memory.writers import (
-    MemoryContext,
-    MemoryDraftFiles,
-    MemoryFileIndex,
-    MemoryFileReference,
-    MemoryMainFiles,
-    MemoryPipelineEntries,
-    MemoryPipelineStatus,
-    MemoryTables,
-)
+from application.projections.memory.projector import MemoryProjector
+from application.projections.memory.writers import MemoryTables
 from application.projections.pipeline_status import counts_dict
 from domain.draft import Draft
 from domain.pipeline import PublishPipeline
@@ -75,19 +59,9 @@ def recorded(*aggregates: Aggregate) -> list[ProjectedEvent]:
 
 
 def project(tables: MemoryTables, events: Sequence[ProjectedEvent], batch: int = 1000) -> None:
-    ctx = MemoryContext(tables)
-    projections: list[tuple[Any, Any]] = [
-        (FileIndexProjection(), MemoryFileIndex(tables)),
-        (FileReferenceProjection(), MemoryFileReference(tables)),
-        (MainFilesProjection(), MemoryMainFiles(tables)),
-        (DraftFilesProjection(), MemoryDraftFiles(tables)),
-        (PipelineStatusProjection(), MemoryPipelineStatus(tables)),
-        (PipelineEntriesProjection(), MemoryPipelineEntries(tables)),
-    ]
+    projector = MemoryProjector(tables)
     for start in range(0, len(events), batch):
-        page = events[start : start + batch]
-        for projection, writer in projections:
-            projection.apply([e for e in page if e.name in projection.events], ctx, writer)
+        projector.apply(events[start : start + batch])
 
 
 def test_topics_name_the_event_class() -> None:

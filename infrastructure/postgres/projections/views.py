@@ -20,6 +20,7 @@ from application.projections import PROJECTION_NAMES
 from application.projections.pipeline_status import counts_dict
 from application.views import FileIndexEntry, PipelineStatus, ReferenceEntry, Views
 from domain.json_types import JsonObject
+from domain.plan import PHASES
 from infrastructure.postgres.database import Database
 from infrastructure.postgres.projections.parameters import columns
 from infrastructure.postgres.projections.tables import ProjectionTables
@@ -30,7 +31,8 @@ _STATUS = (
     " FROM {pipeline_errors} e WHERE e.pipeline_id = s.pipeline_id) AS errors"
     " FROM {pipeline_status} s"
 )
-_PHASES = ["edit", "create", "delete", "backfill"]
+_PHASES = [str(phase) for phase in PHASES]
+"""Phase order for SQL (``array_position``), as plain text."""
 
 
 def _iso(value: datetime | None) -> str | None:
