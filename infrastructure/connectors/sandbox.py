@@ -25,7 +25,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
 from urllib.parse import quote
 
 from application.connector import (
@@ -36,6 +35,7 @@ from application.connector import (
     RecordPage,
     TransientFailure,
 )
+from domain.json_types import JsonObject, JsonValue
 from infrastructure.connectors.http_client import (
     ConnectError,
     HttpClient,
@@ -136,14 +136,14 @@ class SandboxConnector(Connector):
         headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else {}
         self._http = HttpClient(base_url, size=concurrency, timeout=timeout, headers=headers)
 
-    async def create(self, folder: str, fields: dict[str, Any], idempotency_key: str) -> Record:
+    async def create(self, folder: str, fields: JsonObject, idempotency_key: str) -> Record:
         response = await self._call(
             "POST", f"{_collection(folder)}/items", {"fieldData": fields}, idempotency_key
         )
         return _record(_json(response))
 
     async def update(
-        self, folder: str, record_id: str, fields: dict[str, Any], idempotency_key: str
+        self, folder: str, record_id: str, fields: JsonObject, idempotency_key: str
     ) -> Record:
         path = f"{_collection(folder)}/items/{quote(record_id, safe='')}"
         response = await self._call("PATCH", path, {"fieldData": fields}, idempotency_key)
@@ -174,10 +174,10 @@ class SandboxConnector(Connector):
         self,
         method: str,
         path: str,
-        body: Any = None,
+        body: JsonValue = None,
         idempotency_key: str | None = None,
         *,
-        params: dict[str, Any] | None = None,
+        params: JsonObject | None = None,
     ) -> Response:
         """One logical call: attempts until an answer is final or the budget is spent."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
@@ -200,9 +200,9 @@ class SandboxConnector(Connector):
         self,
         method: str,
         path: str,
-        body: Any,
+        body: JsonValue,
         headers: dict[str, str] | None,
-        params: dict[str, Any] | None,
+        params: JsonObject | None,
     ) -> _Attempt:
         if self._bucket is not None:
             await self._bucket.acquire()
@@ -241,21 +241,21 @@ def _collection(folder: str) -> str:
     return f"/collections/{quote(folder.strip('/'), safe='/')}"
 
 
-def _record(item: Any) -> Record:
+def _record(item: JsonValue) -> Record:
     if not isinstance(item, dict) or not isinstance(item.get("id"), str):
         raise TransientFailure(f"malformed item from the sandbox: {item!r:.200}")
     computed = {k: v for k, v in item.items() if k not in ("id", "fieldData")}
     return Record(item["id"], dict(item.get("fieldData") or {}), computed)
 
 
-def _json(response: Response) -> Any:
+def _json(response: Response) -> JsonValue:
     try:
         return response.json()
     except ValueError as exc:
         raise TransientFailure(f"non-JSON answer from the sandbox: {exc}") from exc
 
 
-def _details(response: Response) -> Any:
+def _details(response: Response) -> JsonValue:
     try:
         return response.json()
     except ValueError:

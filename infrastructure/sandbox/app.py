@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from domain.json_types import JsonObject, JsonValue
 from infrastructure.sandbox.faults import Fault, FaultConfig, FaultInjector
 from infrastructure.sandbox.idempotency import IdempotencyCache, StoredResponse
 from infrastructure.sandbox.store import (
@@ -28,14 +28,14 @@ from infrastructure.sandbox.store import (
     parse_reference_fields,
 )
 
-Handler = Callable[[Request, Any], Response]
+Handler = Callable[[Request, JsonValue], Response]
 """Synchronous on purpose: see the module docstring."""
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 _WRITES = frozenset({"POST", "PATCH", "DELETE", "PUT"})
 
 
-def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+def _json(status: int, body: JsonValue, headers: dict[str, str] | None = None) -> Response:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -78,7 +78,7 @@ class _SandboxEndpoint:
                 return _fault_response(lost)
         return response
 
-    def _respond(self, request: Request, body: Any) -> Response:
+    def _respond(self, request: Request, body: JsonValue) -> Response:
         key = request.headers.get("idempotency-key")
         method, path = request.method, request.url.path
         if key and method in _WRITES:
@@ -97,7 +97,7 @@ class _SandboxEndpoint:
         return response
 
 
-async def _read_json(request: Request) -> Any:
+async def _read_json(request: Request) -> JsonValue:
     raw = await request.body()
     if not raw:
         raise ValidationError("a JSON body is required")
@@ -120,13 +120,13 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     return value
 
 
-def _object(body: Any) -> dict[str, Any]:
+def _object(body: JsonValue) -> JsonObject:
     if not isinstance(body, dict):
         raise ValidationError("the body must be a JSON object")
     return body
 
 
-def create_app(seed: dict[str, Any] | None = None, faults: FaultConfig | None = None) -> Starlette:
+def create_app(seed: JsonObject | None = None, faults: FaultConfig | None = None) -> Starlette:
     """A fresh sandbox: its own store, loaded from ``seed``, misbehaving as ``faults`` says."""
     store = SandboxStore()
     if seed is not None:
@@ -135,33 +135,33 @@ def create_app(seed: dict[str, Any] | None = None, faults: FaultConfig | None = 
     cache = IdempotencyCache()
     stats = injector.stats
 
-    def list_collections(request: Request, body: Any) -> Response:
+    def list_collections(request: Request, body: JsonValue) -> Response:
         return _json(200, {"collections": store.collection_totals()})
 
-    def put_collection(request: Request, body: Any) -> Response:
+    def put_collection(request: Request, body: JsonValue) -> Response:
         name = request.path_params["collection"]
         fields = parse_reference_fields(_object(body).get("referenceFields"))
         store.define(name, fields)
         return _json(200, {"name": name, "referenceFields": _fields_json(fields)})
 
-    def list_items(request: Request, body: Any) -> Response:
+    def list_items(request: Request, body: JsonValue) -> Response:
         offset = _int_param(request, "offset", 0, 0, 2**31)
         limit = _int_param(request, "limit", MAX_PAGE, 1, MAX_PAGE)
         items, total = store.list_items(request.path_params["collection"], offset, limit)
         return _json(200, {"items": items, "total": total})
 
-    def create_item(request: Request, body: Any) -> Response:
+    def create_item(request: Request, body: JsonValue) -> Response:
         item = store.create(request.path_params["collection"], _object(body).get("fieldData"))
         stats["creates"] += 1
         return _json(201, item)
 
-    def update_item(request: Request, body: Any) -> Response:
+    def update_item(request: Request, body: JsonValue) -> Response:
         params = request.path_params
         item = store.update(params["collection"], params["item_id"], _object(body).get("fieldData"))
         stats["updates"] += 1
         return _json(200, item)
 
-    def delete_items(request: Request, body: Any) -> Response:
+    def delete_items(request: Request, body: JsonValue) -> Response:
         stats["deletes"] += store.delete_many(
             request.path_params["collection"], _object(body).get("items")
         )
@@ -226,5 +226,5 @@ def create_app(seed: dict[str, Any] | None = None, faults: FaultConfig | None = 
     return app
 
 
-def _fields_json(fields: dict[str, Any]) -> dict[str, Any]:
+def _fields_json(fields: JsonObject) -> JsonObject:
     return {n: {"target": f.target, "multiple": f.multiple} for n, f in fields.items()}

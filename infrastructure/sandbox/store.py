@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any
+
+from domain.json_types import JsonObject, JsonValue
 
 CDN_BASE = "https://cdn.sandbox.local"
 MAX_DELETE = 100
@@ -37,9 +38,9 @@ class StoreError(Exception):
     status = 400
     code = "validation_error"
 
-    def __init__(self, message: str, **extra: Any) -> None:
+    def __init__(self, message: str, **extra: JsonValue) -> None:
         super().__init__(message)
-        self.body: dict[str, Any] = {"code": self.code, "message": message, **extra}
+        self.body: JsonObject = {"code": self.code, "message": message, **extra}
 
 
 class ValidationError(StoreError):
@@ -65,7 +66,7 @@ class ReferenceField:
 @dataclass(slots=True)
 class Item:
     id: str
-    field_data: dict[str, Any]
+    field_data: JsonObject
     created_on: str
     last_updated: str
 
@@ -92,7 +93,7 @@ def check_name(name: str) -> None:
         raise ValidationError(f"invalid collection name {name!r}")
 
 
-def parse_reference_fields(raw: Any) -> dict[str, ReferenceField]:
+def parse_reference_fields(raw: JsonValue) -> dict[str, ReferenceField]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -109,7 +110,7 @@ def parse_reference_fields(raw: Any) -> dict[str, ReferenceField]:
     return fields
 
 
-def _targets(value: Any, spec: ReferenceField, name: str) -> list[str]:
+def _targets(value: JsonValue, spec: ReferenceField, name: str) -> list[str]:
     """The ids a reference field value points at; a malformed value is a 400."""
     if value is None:
         return []
@@ -153,11 +154,11 @@ class SandboxStore:
             for item in existing.items.values():
                 self._index(name, existing, item)
 
-    def collection_totals(self) -> list[dict[str, Any]]:
+    def collection_totals(self) -> list[JsonObject]:
         with self._lock:
             return [{"name": n, "total": len(c.items)} for n, c in self._collections.items()]
 
-    def load_seed(self, seed: dict[str, Any]) -> None:
+    def load_seed(self, seed: JsonObject) -> None:
         """Load a seed document; an inconsistent seed is a ``ValueError`` naming the problem."""
         raw = seed.get("collections")
         if not isinstance(raw, dict) or not all(isinstance(c, dict) for c in raw.values()):
@@ -182,7 +183,7 @@ class SandboxStore:
         except StoreError as exc:
             raise ValueError(f"seed: {exc}") from exc
 
-    def _put_seed_item(self, name: str, entry: Any, now: str) -> None:
+    def _put_seed_item(self, name: str, entry: JsonValue, now: str) -> None:
         if not isinstance(entry, dict) or not isinstance(entry.get("fieldData", {}), dict):
             raise ValueError(f"seed: items of {name!r} must be objects with a 'fieldData' object")
         item_id = entry.get("id") or self._new_id()
@@ -201,13 +202,13 @@ class SandboxStore:
 
     # -- items ---------------------------------------------------------------------
 
-    def list_items(self, name: str, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+    def list_items(self, name: str, offset: int, limit: int) -> tuple[list[JsonObject], int]:
         with self._lock:
             c = self._get(name)
             page = islice(c.items.values(), offset, offset + min(limit, MAX_PAGE))
             return [render(name, item) for item in page], len(c.items)
 
-    def create(self, name: str, field_data: Any) -> dict[str, Any]:
+    def create(self, name: str, field_data: JsonValue) -> JsonObject:
         with self._lock:
             c = self._get(name)
             data = _field_data(field_data)
@@ -218,7 +219,7 @@ class SandboxStore:
             self._index(name, c, item)
             return render(name, item)
 
-    def update(self, name: str, item_id: str, field_data: Any) -> dict[str, Any]:
+    def update(self, name: str, item_id: str, field_data: JsonValue) -> JsonObject:
         """Merge the given fields into the item (``null`` stores null)."""
         with self._lock:
             c = self._get(name)
@@ -233,7 +234,7 @@ class SandboxStore:
             self._index(name, c, item)
             return render(name, item)
 
-    def delete_many(self, name: str, ids: Any) -> int:
+    def delete_many(self, name: str, ids: JsonValue) -> int:
         """Delete all of ``ids`` or none: unknown ids are a 404, live referrers a 409."""
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise ValidationError("'items' must be a list of item ids")
@@ -262,7 +263,7 @@ class SandboxStore:
             raise NotFound(f"no collection {name!r}")
         return c
 
-    def _check_targets(self, c: Collection, data: dict[str, Any]) -> None:
+    def _check_targets(self, c: Collection, data: JsonObject) -> None:
         for field_name, spec in c.reference_fields.items():
             if field_name not in data:
                 continue
@@ -299,7 +300,7 @@ class SandboxStore:
                 if not referrers:
                     del self._referrers[ref]
 
-    def _conflicts(self, name: str, doomed: Iterable[str]) -> Iterator[dict[str, Any]]:
+    def _conflicts(self, name: str, doomed: Iterable[str]) -> Iterator[JsonObject]:
         """Referrers outside the batch: items deleted together may point at each other."""
         batch = {(name, i) for i in doomed}
         for item_id in doomed:
@@ -311,13 +312,13 @@ class SandboxStore:
                 }
 
 
-def _field_data(raw: Any) -> dict[str, Any]:
+def _field_data(raw: JsonValue) -> JsonObject:
     if not isinstance(raw, dict):
         raise ValidationError("'fieldData' must be an object")
     return raw
 
 
-def render(collection: str, item: Item) -> dict[str, Any]:
+def render(collection: str, item: Item) -> JsonObject:
     return {
         "id": item.id,
         "fieldData": dict(item.field_data),
