@@ -33,6 +33,13 @@ class TransientFailure(ConnectorError):
     """Timeouts, 5xx, 429 that outlived the retry budget. The entry fails; the phase goes on."""
 
 
+class PreconditionFailed(ConnectorError):
+    """A conditional write found the record changed since the version it named (HTTP 412).
+
+    Nothing was written; the caller reads the record and decides.
+    """
+
+
 class FatalConnectorError(ConnectorError):
     """Auth rejected, service unreachable past the budget: the run stops (resumable)."""
 
@@ -54,10 +61,14 @@ class RecordPage:
 
 
 class Connector(ABC):
-    """Create, update, bulk delete (paged), list (paged)."""
+    """Create, update (conditional where the service can), bulk delete (paged), list, read one."""
 
     delete_page_size: int = 100
     list_page_size: int = 100
+    version_field: str | None = "lastUpdated"
+    """The server-computed field that versions a record, sent as ``if_match`` on a
+    conditional update; None where the service has no conditional writes (the run
+    then reads the record before overwriting it)."""
 
     @abstractmethod
     async def create(self, folder: str, fields: JsonObject, idempotency_key: str) -> Record:
@@ -65,9 +76,20 @@ class Connector(ABC):
 
     @abstractmethod
     async def update(
-        self, folder: str, record_id: str, fields: JsonObject, idempotency_key: str
+        self,
+        folder: str,
+        record_id: str,
+        fields: JsonObject,
+        idempotency_key: str,
+        *,
+        if_match: str | None = None,
     ) -> Record:
-        """Patch the given fields of a record; returns the canonical record."""
+        """Patch the given fields of a record; returns the canonical record.
+
+        With ``if_match`` (the record's ``version_field`` value as main holds it)
+        the write happens only if the record is still at that version, else
+        ``PreconditionFailed``.
+        """
 
     @abstractmethod
     async def delete_many(
@@ -78,6 +100,10 @@ class Connector(ABC):
     @abstractmethod
     async def list_page(self, folder: str, offset: int, limit: int) -> RecordPage:
         """One page of a folder's records, in a stable order."""
+
+    @abstractmethod
+    async def read(self, folder: str, record_id: str) -> Record | None:
+        """One record as the service holds it now; None when the service has no such record."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
