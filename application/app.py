@@ -22,6 +22,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from application.planner_inputs import ViewsPlannerInputs
+from application.pull_scope import pull_scope
 from application.views import Views
 from domain.draft import Draft
 from domain.errors import (
@@ -30,11 +31,11 @@ from domain.errors import (
     NotFound,
     PublishInProgress,
     StalePlan,
-    UnknownFolder,
 )
 from domain.ids import draft_uuid, workspace_uuid
 from domain.json_types import JsonObject, JsonValue
 from domain.pipeline import PublishPipeline
+from domain.plan import UpstreamPolicy
 from domain.planner import plan as build_plan
 from domain.pull import Pull
 from domain.schema import FolderSchema
@@ -95,11 +96,16 @@ class PublishdApplication(Application[UUID]):
         if target and not self.views.wait_for_position(target, READ_TIMEOUT_S):
             raise TimeoutError(f"projections did not reach position {target} in time")
 
-    def load(self, aggregate_id: UUID | str, cls: type[T]) -> T | None:
-        """The aggregate of that id and class, or None (also for a malformed id)."""
+    def load(
+        self, aggregate_id: UUID | str, cls: type[T], version: int | None = None
+    ) -> T | None:
+        """The aggregate of that id and class (as it was at ``version``), or None.
+
+        None also for a malformed id.
+        """
         try:
             uid = aggregate_id if isinstance(aggregate_id, UUID) else UUID(aggregate_id)
-            aggregate: Aggregate = self.repository.get(uid)
+            aggregate: Aggregate = self.repository.get(uid, version=version)
         except (ValueError, AggregateNotFoundError):
             return None
         return aggregate if isinstance(aggregate, cls) else None
@@ -159,8 +165,9 @@ class PublishdApplication(Application[UUID]):
         raise AssertionError("unreachable")
 
     # --- drafts ------------------------------------------------------------
-    def draft(self, workspace_id: str, user: str) -> Draft | None:
-        return self.load(draft_uuid(workspace_id, user), Draft)
+    def draft(self, workspace_id: str, user: str, version: int | None = None) -> Draft | None:
+        """The user's draft (as it was at ``version``: what a plan of that version saw)."""
+        return self.load(draft_uuid(workspace_id, user), Draft, version)
 
     def _draft_for_write(self, workspace_id: str, user: str) -> Draft:
         return self.draft(workspace_id, user) or Draft(workspace_id=workspace_id, user=user)
@@ -204,7 +211,14 @@ class PublishdApplication(Application[UUID]):
         return self.retrying(command)
 
     # --- plan, run, cancel, retry -------------------------------------------
-    def plan(self, workspace_id: str, user: str, *, delete_page_size: int = 100) -> PublishPipeline:
+    def plan(
+        self,
+        workspace_id: str,
+        user: str,
+        *,
+        on_upstream_change: UpstreamPolicy = UpstreamPolicy.FAIL,
+        delete_page_size: int = 100,
+    ) -> PublishPipeline:
         workspace = self.workspace(workspace_id)
         draft = self.draft(workspace_id, user)
         changes: dict[str, JsonObject | None] = {} if draft is None else dict(draft.changes)
@@ -222,6 +236,7 @@ class PublishdApplication(Application[UUID]):
             main_version=workspace.main_version,
             draft_version=0 if draft is None else draft.version,
             phases=plan.phases(),
+            on_upstream_change=on_upstream_change,
         )
         pipeline.plan_entries(list(plan.entries))
         self.save_all(pipeline)
@@ -260,15 +275,23 @@ class PublishdApplication(Application[UUID]):
 
         return self._retrying_lock(command)
 
-    def publish(self, workspace_id: str, user: str) -> PublishPipeline:
+    def publish(
+        self,
+        workspace_id: str,
+        user: str,
+        *,
+        on_upstream_change: UpstreamPolicy = UpstreamPolicy.FAIL,
+    ) -> PublishPipeline:
         """Plan the draft and queue the run at once.
 
-        Refused before planning while the workspace publishes, or every refused
-        publish would leave a planned pipeline behind. (A lock taken between
-        this check and the run request still does; the check is cheap.)
+        Refused before planning while the workspace publishes or pulls, or every
+        refused publish would leave a planned pipeline behind. (A lock taken
+        between this check and the run request still does; the check is cheap.)
         """
-        self.workspace(workspace_id).ensure_not_publishing()
-        planned = self.plan(workspace_id, user)
+        workspace = self.workspace(workspace_id)
+        workspace.ensure_not_publishing()
+        workspace.ensure_not_pulling()
+        planned = self.plan(workspace_id, user, on_upstream_change=on_upstream_change)
         return self.request_run(planned.pipeline_id)
 
     def _retrying_lock(self, command: Callable[[], R]) -> R:
@@ -299,16 +322,35 @@ class PublishdApplication(Application[UUID]):
         return self.retrying(command)
 
     # --- pulls ---------------------------------------------------------------
-    def start_pull(self, workspace_id: str, folders: list[str] | None) -> Pull:
-        workspace = self.workspace(workspace_id)
-        workspace.ensure_not_publishing()
-        chosen = folders or sorted(workspace.schemas)
-        for folder in chosen:
-            if folder not in workspace.schemas:
-                raise UnknownFolder(f"folder {folder!r} has no schema in workspace {workspace_id}")
-        pull = Pull(pull_id=self.new_id(), workspace_id=workspace_id, folders=chosen)
-        self.save_all(pull)
-        return pull
+    def start_pull(
+        self,
+        workspace_id: str,
+        folders: list[str] | None = None,
+        *,
+        paths: list[str] | None = None,
+        records: list[tuple[str, str]] | None = None,
+    ) -> Pull:
+        """Record the pull and take the workspace's pull lock in one save; a worker runs it.
+
+        Refused while a pipeline publishes (``publish_in_progress``) or another
+        pull runs (``pull_in_progress``): two racing starts meet in optimistic
+        concurrency on the workspace, and the retry finds the winner's lock.
+        """
+        if paths is not None:
+            self.catch_up()
+        chosen, scope = pull_scope(
+            self.workspace(workspace_id), self.views, folders=folders, paths=paths, records=records
+        )
+        pull_id = self.new_id()
+
+        def command() -> Pull:
+            workspace = self.workspace(workspace_id)
+            workspace.acquire_pull_lock(pull_id)
+            pull = Pull(pull_id=pull_id, workspace_id=workspace_id, folders=chosen, scope=scope)
+            self.save_all(pull, workspace)
+            return pull
+
+        return self.retrying(command)
 
     def pull(self, pull_id: str) -> Pull:
         pull = self.load(pull_id, Pull)

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 
 from application.connector import Connector, ConnectorError, FatalConnectorError, Record
 from application.records import record_to_file
+from application.upstream import guarded_update
 from domain.calls import Call
 from domain.entries import PipelineEntry
 from domain.errors import DomainError
-from domain.json_types import JsonObject
+from domain.json_types import JsonObject, JsonValue
 from domain.paths import FilePath
 from domain.plan import EntryKey, Phase
 from domain.pointers import iter_at_refs, resolve_refs
@@ -70,8 +71,14 @@ async def send(
     call: Call,
     entries: Mapping[EntryKey, PipelineEntry],
     record_ids: RecordIds,
+    main: Mapping[str, JsonObject] | None = None,
 ) -> Outcome:
-    """Send one call; every failure comes back as the outcome's error, never raised."""
+    """Send one call; every failure comes back as the outcome's error, never raised.
+
+    ``main``: main's copy of the records the phase updates, by path, when the
+    run must not overwrite upstream changes (``application.upstream``); None
+    when it may.
+    """
     op = call.operation
     try:
         if op["type"] == "delete":
@@ -88,7 +95,21 @@ async def send(
             record_id = op.get("record_id") or record_ids.created.get(path)
             if record_id is None:
                 raise UnresolvedReference(f"{path} has no record id to update")
-            record = await connector.update(op["folder"], record_id, fields, call.idempotency_key)
+            on_main = None if main is None or op.get("record_id") is None else main.get(path)
+            if on_main is None:
+                record = await connector.update(
+                    op["folder"], record_id, fields, call.idempotency_key
+                )
+            else:
+                record = await guarded_update(
+                    connector,
+                    op["folder"],
+                    record_id,
+                    fields,
+                    call.idempotency_key,
+                    main=on_main,
+                    draft=op["fields"],
+                )
         return Outcome(call, record=record)
     except ConnectorError as exc:
         return Outcome(call, error=exc)
@@ -105,10 +126,18 @@ class Published:
 
 
 @dataclass
+class Failed:
+    key: EntryKey
+    message: str
+    code: str
+    details: JsonValue
+
+
+@dataclass
 class Verdicts:
     """What a batch of outcomes means for the pipeline, in the order to record it."""
 
-    failed: list[tuple[EntryKey, str]] = field(default_factory=list)
+    failed: list[Failed] = field(default_factory=list)
     published: list[Published] = field(default_factory=list)
     main_changes: list[MainChange] = field(default_factory=list)
     created: dict[str, str] = field(default_factory=dict)
@@ -130,7 +159,9 @@ def judge(
             verdicts.fatal = error.message
             continue
         if error is not None:
-            verdicts.failed.extend((key, error.message) for key in outcome.call.keys)
+            verdicts.failed.extend(
+                Failed(key, error.message, error.code, error.details) for key in outcome.call.keys
+            )
             continue
         for key in outcome.call.keys:
             entry = entries[key]

@@ -16,6 +16,9 @@ from domain.json_types import JsonObject, JsonValue
 
 
 class ConnectorError(Exception):
+    code = "rejected"
+    """The entry error code an outcome with this error records (API.md, Errors)."""
+
     def __init__(
         self, message: str, *, status: int | None = None, details: JsonValue = None
     ) -> None:
@@ -32,6 +35,8 @@ class EntryRejected(ConnectorError):
 class TransientFailure(ConnectorError):
     """Timeouts, 5xx, 429 that outlived the retry budget. The entry fails; the phase goes on."""
 
+    code = "unavailable"
+
 
 class PreconditionFailed(ConnectorError):
     """A conditional write found the record changed since the version it named (HTTP 412).
@@ -42,6 +47,8 @@ class PreconditionFailed(ConnectorError):
 
 class FatalConnectorError(ConnectorError):
     """Auth rejected, service unreachable past the budget: the run stops (resumable)."""
+
+    code = "fatal"
 
 
 @dataclass(frozen=True)

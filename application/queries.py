@@ -11,7 +11,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from application.app import PublishdApplication
-from application.views import FileIndexEntry, PipelineStatus, ReferenceEntry, Views
+from application.views import FileIndexEntry, PipelineStatus, PullStatus, ReferenceEntry, Views
 from domain.errors import NotFound
 from domain.json_types import JsonObject
 from domain.paths import parse_ref
@@ -64,6 +64,24 @@ class Queries:
                 if e.error
             ],
         }
+
+    # --- pulls -------------------------------------------------------------------
+    def pull_status(self, pull_id: str) -> PullStatus:
+        try:
+            key = str(UUID(pull_id))  # (the views key pulls by the canonical form)
+        except ValueError:
+            raise NotFound(f"pull {pull_id} does not exist") from None
+        self.app.catch_up()
+        status = self.views.pull_status(key)
+        if status is None:
+            raise NotFound(f"pull {pull_id} does not exist")
+        return status
+
+    def list_pulls(self, workspace: str, state: str | None, limit: int) -> list[PullStatus]:
+        """Newest first; 404 for an unknown workspace rather than an empty list."""
+        self.app.workspace(workspace)
+        self.app.catch_up()
+        return self.views.list_pulls(workspace, state, limit)
 
     # --- files on main and in drafts ----------------------------------------------
     def draft_changes(self, workspace_id: str, user: str) -> JsonObject:

@@ -33,8 +33,9 @@ from application.calls import Outcome, RecordIds, judge, send
 from application.connector import Connector
 from domain.calls import Call
 from domain.errors import LeaseLost
+from domain.json_types import JsonObject
 from domain.pipeline import PublishPipeline
-from domain.plan import EntryKey, Phase
+from domain.plan import EntryKey, Phase, UpstreamPolicy
 from domain.schema import FolderSchema
 from domain.states import PipelineState
 from domain.workspace import Workspace
@@ -105,7 +106,9 @@ class PipelineRun:
                 if with_draft:
                     draft = self.app.draft(self.pipeline.workspace_id, self.pipeline.user)
                     if draft is not None:
-                        draft.rebase(self.pipeline_id, self.pipeline.published_paths())
+                        draft.rebase(
+                            self.pipeline_id, self.pipeline.published_paths(), self._planned()
+                        )
                 self.app.save_all(self.pipeline, self.workspace, draft)
                 return
             except IntegrityError:
@@ -113,6 +116,15 @@ class PipelineRun:
             except LeaseLost as exc:
                 raise RunStopped(str(exc)) from exc
         raise RunStopped(f"could not record the run of {self.pipeline_id}: too many conflicts")
+
+    def _planned(self) -> dict[str, JsonObject | None]:
+        """The draft's changes as the plan saw them (the draft at the plan's draft version)."""
+        if self.pipeline.draft_version == 0:
+            return {}
+        planned = self.app.draft(
+            self.pipeline.workspace_id, self.pipeline.user, self.pipeline.draft_version
+        )
+        return {} if planned is None else planned.changes
 
     def _renew_if_due(self) -> None:
         now = self.clock()
@@ -145,6 +157,24 @@ class PipelineRun:
 
     def _file_index(self, files: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
         return self.app.views.record_ids(self.pipeline.workspace_id, files)
+
+    def _main_copies(self, calls: list[Call]) -> dict[str, JsonObject] | None:
+        """Main's copy of every record the calls update, to check upstream changes against.
+
+        None when the plan lets the run overwrite them. Main is read after the
+        projections caught up, so an earlier phase's writes are in it.
+        """
+        if self.pipeline.on_upstream_change != UpstreamPolicy.FAIL:
+            return None
+        paths = [
+            self.pipeline.entries[call.keys[0]].path
+            for call in calls
+            if call.operation["type"] == "update" and call.operation.get("record_id")
+        ]
+        if not paths:
+            return {}
+        self.app.catch_up()
+        return self.app.views.main_contents(self.pipeline.workspace_id, paths)
 
     def _start_phase(self, phase: Phase) -> None:
         self.pipeline.start_phase(self.worker, phase)
@@ -179,6 +209,7 @@ class PipelineRun:
         """
         calls = self.pipeline.open_calls(phase, connector.delete_page_size)
         await asyncio.to_thread(self.record_ids.preload, self._file_index, calls)
+        main = await asyncio.to_thread(self._main_copies, calls)
         queue = list(calls)
         ready: list[Call] = []
         """Intent saved, call not started: started as soon as a slot is free, even when stopping."""
@@ -188,7 +219,7 @@ class PipelineRun:
         while True:
             while ready and len(in_flight) < self.concurrency:
                 call = ready.pop(0)
-                sent = send(connector, call, self.pipeline.entries, self.record_ids)
+                sent = send(connector, call, self.pipeline.entries, self.record_ids, main)
                 in_flight[asyncio.create_task(sent)] = call
             stopping = bool(self.pipeline.cancel_requested or self.fatal)
             if saving is None:
@@ -229,8 +260,10 @@ class PipelineRun:
         verdicts = judge(round_.outcomes, pipeline.entries, self.schemas)
         if verdicts.fatal is not None:
             self.fatal = verdicts.fatal
-        for key, error in verdicts.failed:
-            pipeline.fail_entry(self.worker, key, error)
+        for failed in verdicts.failed:
+            pipeline.fail_entry(
+                self.worker, failed.key, failed.message, code=failed.code, details=failed.details
+            )
         self.record_ids.created.update(verdicts.created)
         version = self.workspace.change_main(f"pipeline:{self.pipeline_id}", verdicts.main_changes)
         for published in verdicts.published:

@@ -27,6 +27,10 @@ PipelineStatus = dict[str, Any]
 """API.md section 5: pipeline_id, workspace, user, state, phase, counts, errors,
 created_at, started_at, finished_at, main_version, draft_version, cancel_requested."""
 
+PullStatus = dict[str, Any]
+"""API.md section 2: pull_id, workspace, scope, state, created, updated, unchanged, deleted,
+error, started_at, finished_at."""
+
 
 class Views(ABC):
     # --- main and drafts -------------------------------------------------------
@@ -111,6 +115,20 @@ class Views(ABC):
     @abstractmethod
     def runnable_pipelines(self, limit: int = 100) -> list[str]:
         """Running pipelines, oldest first; the worker checks their lease itself."""
+
+    # --- pulls -----------------------------------------------------------------
+    @abstractmethod
+    def pull_status(self, pull_id: str) -> PullStatus | None: ...
+
+    @abstractmethod
+    def list_pulls(
+        self, workspace: str, state: str | None = None, limit: int = 50
+    ) -> list[PullStatus]:
+        """Newest first (by ``started_at``)."""
+
+    @abstractmethod
+    def runnable_pulls(self, limit: int = 100) -> list[str]:
+        """Running pulls, oldest first; the worker checks their lease itself."""
 
     # --- read-your-writes ----------------------------------------------------------
     @abstractmethod

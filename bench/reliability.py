@@ -247,14 +247,11 @@ def setup_main(runtime: Runtime, box: Sandbox, workspace: str, shape: Shape) -> 
 def _pull(runtime: Runtime, workspace: str) -> None:
     import asyncio
 
-    from application.pull import run_pull
-
     pull = runtime.app.start_pull(workspace, None)
-    connector_workspace = runtime.app.workspace(workspace)
 
     async def go() -> None:
         try:
-            await run_pull(runtime.app, pull.pull_id, runtime.connector_for(connector_workspace))
+            await runtime.worker().run_pull(pull.pull_id)
         finally:
             await runtime.aclose_connectors()
 

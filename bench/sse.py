@@ -3,7 +3,7 @@
     PUBLISHD_DATABASE_URL=postgresql://... python -m bench.sse
 
 The streams app (``stream_routes`` over one ``EventFeed``) runs under uvicorn
-in a subprocess; this process writes events through an eventsourcing
+in a subprocess (``bench.sse_server``); this process writes events through an eventsourcing
 Application (the publishd recorder) and reads the streams with a minimal
 asyncio HTTP/1.1 client, so the client's own cost stays small and the figures
 are the server's.
@@ -22,6 +22,10 @@ are the server's.
 
 The wall clock (``time.time``) times commits and receipts: both happen in this
 process. Everything runs in a throwaway schema, dropped at the end.
+
+Every wait has a deadline (the ``*_DEADLINE_S`` figures, generous next to the
+measured times): a writer or the server that dies makes the run fail with a
+message naming the wait and, for a writer, its stderr, and exit 1.
 """
 
 from __future__ import annotations
@@ -29,13 +33,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -44,9 +45,10 @@ from eventsourcing.application import Application
 from psycopg import sql
 
 from bench.common import database_from_env, print_result, temporary_schema
-from bench.sse_client import Received, stream
+from bench.sse_client import BenchFailure, Received, stream, wait_until, within
+from bench.sse_server import Server
 from domain.pipeline import PublishPipeline
-from domain.plan import PlanEntry
+from domain.plan import Phase, PlanEntry
 from infrastructure.postgres.database import Database, from_url
 from infrastructure.postgres.tokens import TokenStore
 
@@ -59,6 +61,10 @@ FANOUT_RATE = 200.0
 FANOUT_WRITERS = 2  # processes sharing the pipelines: one cannot always commit 200/s on a busy box
 FANOUT_SECONDS = float(os.environ.get("BENCH_FANOUT_SECONDS", "10"))
 WORKER = "bench"
+REPLAY_DEADLINE_S = 60 + REPLAY_EVENTS / 1_000  # each run; measured at 10k-64k events/s
+LIVE_DEADLINE_S = 60 + LIVE_EVENTS * 0.1  # ~100 commits/s when healthy
+CATCH_UP_DEADLINE_S = 120  # subscribers connected and replayed
+FANOUT_DEADLINE_S = FANOUT_SECONDS + 60  # the writers' run; the streams close within 60 s after
 
 
 class PublishdApplication(Application[UUID]):
@@ -84,7 +90,7 @@ def planned(entries: int, workspace: str) -> PublishPipeline:
         [
             PlanEntry(
                 f"books/b{i}.json",
-                "create",
+                Phase.CREATE,
                 {"type": "create", "folder": "books", "fields": {"title": f"Book {i}"}},
             )
             for i in range(entries)
@@ -116,65 +122,6 @@ def finish(store: PublishdApplication, pipeline: PublishPipeline) -> None:
     store.save(pipeline)
 
 
-# --- the server subprocess ------------------------------------------------------------
-def serve(fd: int, conninfo: str, schema: str, table: str) -> None:
-    """Run in the subprocess: the streams app on an inherited listening socket."""
-    from contextlib import asynccontextmanager
-
-    import uvicorn
-    from starlette.applications import Starlette
-
-    from infrastructure.postgres.feed.event_feed import EventFeed
-    from interfaces.http.auth import Authenticator
-    from interfaces.http.errors import install_error_handlers
-    from interfaces.http.streams import stream_routes
-
-    feed = EventFeed(conninfo, schema=schema, table=table, pool_size=8)
-    tokens = TokenStore(conninfo, schema)
-    authenticator = Authenticator(tokens, cache_seconds=60)
-
-    @asynccontextmanager
-    async def lifespan(_: Starlette) -> Any:
-        tokens.open()
-        await feed.start()
-        yield
-        await feed.aclose()
-        tokens.close()
-
-    app = Starlette(routes=stream_routes(feed, authenticator), lifespan=lifespan)
-    install_error_handlers(app)
-    uvicorn.run(
-        app, fd=fd, log_level="warning", access_log=False, backlog=2048, timeout_graceful_shutdown=1
-    )
-
-
-class Server:
-    def __init__(self, database: Database, schema: str, table: str) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(2048)  # connections queue here until uvicorn accepts them
-        self.port = self.sock.getsockname()[1]
-        fd = self.sock.fileno()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bench.sse",
-                "--serve",
-                str(fd),
-                database.conninfo,
-                schema,
-                table,
-            ],
-            pass_fds=[fd],
-        )
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self.sock.close()
-
-
 # --- the three measurements -------------------------------------------------------------
 def measure_replay(
     database: Database,
@@ -193,7 +140,8 @@ def measure_replay(
     for _ in range(REPLAY_RUNS):  # the first run also pays for cold caches (server and database)
         received: list[Received] = []
         started = time.perf_counter()
-        asyncio.run(stream(server.port, f"/pipelines/{pipeline.id}/events", token, received.append))
+        replay = stream(server.port, f"/pipelines/{pipeline.id}/events", token, received.append)
+        asyncio.run(within(replay, REPLAY_DEADLINE_S, f"replay of {pipeline.version} events"))
         rates.append(len(received) / (time.perf_counter() - started))
         ids = [r.id for r in received]
         assert ids == list(range(1, pipeline.version + 1)), "replay lost or repeated events"
@@ -222,41 +170,37 @@ def measure_replay(
     }
 
 
-def run_writer(target: Callable[[], None]) -> threading.Thread:
-    """The live measurement's writer: one thread, one event per commit."""
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    return thread
-
-
-async def _wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("bench condition not reached")
-        await asyncio.sleep(0.01)
-
-
 def measure_live(store: PublishdApplication, server: Server, token: str) -> dict[str, float]:
     pipeline = running(store, "live")
     committed: dict[int, float] = {}
     received: list[Received] = []
+    failed: list[BaseException] = []
 
     def write() -> None:
-        for _ in range(LIVE_EVENTS):
-            at = renew(store, pipeline)
-            committed[pipeline.version] = at
-            time.sleep(0.01)
-        finish(store, pipeline)
+        """One thread, one event per commit; a failure is reported, not lost with the thread."""
+        try:
+            for _ in range(LIVE_EVENTS):
+                at = renew(store, pipeline)
+                committed[pipeline.version] = at
+                time.sleep(0.01)
+            finish(store, pipeline)
+        except BaseException as e:
+            failed.append(e)
 
     async def main() -> None:
         reader = asyncio.create_task(
             stream(server.port, f"/pipelines/{pipeline.id}/events", token, received.append)
         )
-        await _wait_for(lambda: len(received) >= pipeline.version)  # caught up: now live
-        writer = run_writer(write)
-        await reader
-        writer.join()
+        caught_up = "live: the subscriber's replay"
+        await wait_until(lambda: len(received) >= pipeline.version, 60, caught_up, watch=[reader])
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        what = f"live: {LIVE_EVENTS} commits delivered"
+        await wait_until(lambda: reader.done() or bool(failed), LIVE_DEADLINE_S, what)
+        if failed:
+            raise BenchFailure("live: the writer failed") from failed[0]
+        await reader  # done: raises whatever ended it
+        writer.join(30)
 
     asyncio.run(main())
     latencies = [(r.at - committed[r.id]) * 1000 for r in received if r.id in committed]
@@ -276,7 +220,8 @@ def notify_baseline(database: Database, rounds: int = 300) -> dict[str, float]:
         for _ in range(rounds):
             sent = time.perf_counter()
             tx.execute("NOTIFY bench_sse_baseline, '1'")
-            next(listener.notifies(timeout=5, stop_after=1))
+            if next(listener.notifies(timeout=5, stop_after=1), None) is None:
+                raise BenchFailure("notify baseline: no NOTIFY within 5 s")
             latencies.append((time.perf_counter() - sent) * 1000)
     return {
         "notify_p50_ms": statistics.median(latencies),
@@ -312,6 +257,19 @@ def write_fanout(conninfo: str, schema: str, rate: float, seconds: float, ids: l
     store.close()
 
 
+async def finished(process: asyncio.subprocess.Process, what: str) -> bytes:
+    """A writer's stdout once it exited 0; killed at the deadline or when abandoned."""
+    try:
+        out, err = await within(process.communicate(), FANOUT_DEADLINE_S, what)
+    finally:
+        if process.returncode is None:
+            process.kill()
+    if process.returncode != 0:
+        tail = err.decode(errors="replace")[-3000:]
+        raise BenchFailure(f"{what} exited with {process.returncode}:\n{tail}")
+    return out
+
+
 def measure_fanout(
     database: Database, store: PublishdApplication, schema: str, server: Server, token: str
 ) -> dict[str, float]:
@@ -325,22 +283,20 @@ def measure_fanout(
         async def one(i: int) -> None:
             pipeline = pipelines[i // FANOUT_PER_PIPELINE]
             async with gate:
-                connected = asyncio.Event()
                 task = asyncio.create_task(
                     stream(
-                        server.port,
-                        f"/pipelines/{pipeline.id}/events",
-                        token,
-                        streams[i].append,
-                        on_connect=connected.set,
+                        server.port, f"/pipelines/{pipeline.id}/events", token, streams[i].append
                     )
                 )
-                await connected.wait()
-                await _wait_for(lambda: len(streams[i]) >= 3)  # replayed: plan, run, claim
+                replayed = f"fan-out: subscriber {i} replayed plan, run, claim"
+                await wait_until(lambda: len(streams[i]) >= 3, 60, replayed, watch=[task])
             await task
 
         readers = [asyncio.create_task(one(i)) for i in range(len(streams))]
-        await _wait_for(lambda: all(len(s) >= 3 for s in streams), timeout=120)
+        caught_up = f"fan-out: {len(streams)} subscribers replayed"
+        await wait_until(
+            lambda: all(len(s) >= 3 for s in streams), CATCH_UP_DEADLINE_S, caught_up, watch=readers
+        )
         share = len(pipelines) // FANOUT_WRITERS
         writers = [
             await asyncio.create_subprocess_exec(
@@ -354,12 +310,17 @@ def measure_fanout(
                 str(FANOUT_SECONDS),
                 *(str(p.id) for p in pipelines[w * share : (w + 1) * share]),
                 stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
             )
             for w in range(FANOUT_WRITERS)
         ]
-        outputs = await asyncio.gather(*(w.communicate() for w in writers))
-        await asyncio.gather(*readers)
-        output.extend(out for out, _ in outputs)
+        output.extend(
+            await asyncio.gather(
+                *(finished(w, f"fan-out writer {n}") for n, w in enumerate(writers))
+            )
+        )
+        closed = "fan-out: every stream closed after the writers finished"
+        await within(asyncio.gather(*readers), 60, closed)
 
     asyncio.run(main())
     reports = [json.loads(out) for out in output]
@@ -412,6 +373,10 @@ def main() -> None:
                 flush=True,
             )
             figures |= measure_fanout(database, store, schema, server, token)
+        except BenchFailure as failure:
+            if (code := server.process.poll()) is not None:
+                failure.add_note(f"the stream server had exited with code {code}")
+            raise
         finally:
             server.stop()
             tokens.close()
@@ -424,9 +389,12 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--serve":
-        serve(int(sys.argv[2]), *sys.argv[3:6])
-    elif len(sys.argv) > 1 and sys.argv[1] == "--write-fanout":
+    if len(sys.argv) > 1 and sys.argv[1] == "--write-fanout":
         write_fanout(sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5]), sys.argv[6:])
     else:
-        main()
+        try:
+            main()
+        except BenchFailure as failure:
+            sys.exit(
+                "bench.sse failed: " + "\n".join([str(failure), *getattr(failure, "__notes__", [])])
+            )

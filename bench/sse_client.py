@@ -4,14 +4,53 @@ A thousand httpx streams in one process would measure httpx; this reads the
 chunked body straight off the socket and splits frames on blank lines, so the
 figures describe the server. It records each event's ``id:`` and the wall
 time it arrived, and returns when the server ends the stream.
+
+A stream ends only when its pipeline reaches a terminal event, so a writer
+that died would leave every reader waiting for ever: ``within`` and
+``wait_until`` give each wait of a benchmark a deadline and a message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class BenchFailure(Exception):
+    """A measurement that cannot finish; the message says which wait gave up."""
+
+
+async def within(awaitable: Awaitable[T], seconds: float, what: str) -> T:
+    try:
+        return await asyncio.wait_for(awaitable, seconds)
+    except TimeoutError:
+        raise BenchFailure(f"{what}: not done within {seconds:.0f} s") from None
+
+
+async def wait_until(
+    condition: Callable[[], bool],
+    seconds: float,
+    what: str,
+    *,
+    watch: Iterable[asyncio.Task[Any]] = (),
+) -> None:
+    """Poll ``condition``; give up at the deadline, or as soon as a watched task
+    ended without the condition holding (its exception, if any, is raised)."""
+    deadline = time.monotonic() + seconds
+    tasks = list(watch)
+    while not condition():
+        for task in tasks:
+            if task.done():
+                task.result()
+                raise BenchFailure(f"{what}: a stream ended before that")
+        if time.monotonic() > deadline:
+            raise BenchFailure(f"{what}: not reached within {seconds:.0f} s")
+        await asyncio.sleep(0.01)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +65,6 @@ async def stream(
     token: str,
     on_event: Callable[[Received], None],
     *,
-    on_connect: Callable[[], None] | None = None,
     host: str = "127.0.0.1",
 ) -> None:
     reader, writer = await asyncio.open_connection(host, port, limit=1 << 22)
@@ -36,9 +74,7 @@ async def stream(
     )
     head = await reader.readuntil(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 200"):
-        raise RuntimeError(head.decode(errors="replace"))
-    if on_connect is not None:
-        on_connect()
+        raise BenchFailure(f"GET {path}: {head.decode(errors='replace').splitlines()[0]}")
     buffer = b""
     try:
         while True:

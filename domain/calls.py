@@ -9,7 +9,7 @@ have gone out, and the service recognises them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from domain.entries import EntryStatus, PipelineEntry
@@ -25,6 +25,31 @@ class Call:
     keys: list[EntryKey]
     idempotency_key: str
     operation: JsonObject
+
+
+def blocked_by(call: Call, entries: Mapping[EntryKey, PipelineEntry]) -> str | None:
+    """Why a call must not go out: an entry it depends on failed or was skipped."""
+    for key in call.keys:
+        for dependency in entries[key].depends_on:
+            status = entries[dependency].status
+            if status == EntryStatus.FAILED:
+                return f"depends on {dependency}, which failed"
+            if status == EntryStatus.SKIPPED:
+                return f"depends on {dependency}, which was skipped"
+    return None
+
+
+def calls_per_phase(
+    pipeline_id: str, entries: Iterable[PipelineEntry], delete_page_size: int
+) -> dict[Phase, int]:
+    """The calls each phase of a plan makes when nothing fails (its ``estimated_calls``)."""
+    by_phase: dict[Phase, list[PipelineEntry]] = {}
+    for entry in entries:
+        by_phase.setdefault(entry.phase, []).append(entry)
+    return {
+        phase: len(group_calls(pipeline_id, 0, phase, phase_entries, delete_page_size))
+        for phase, phase_entries in by_phase.items()
+    }
 
 
 def group_calls(

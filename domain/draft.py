@@ -7,6 +7,7 @@ time of asking, so the draft stores content only and queries classify it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -62,9 +63,23 @@ class Draft(Aggregate):
     def _discarded(self) -> None:
         self.changes.clear()
 
-    def rebase(self, pipeline_id: str, published_paths: list[str]) -> None:
-        """Published changes leave the draft; failed or skipped ones stay."""
-        gone = sorted(p for p in published_paths if p in self.changes)
+    def rebase(
+        self,
+        pipeline_id: str,
+        published_paths: Iterable[str],
+        planned: Mapping[str, JsonObject | None],
+    ) -> None:
+        """Published changes leave the draft; failed or skipped ones stay.
+
+        ``planned`` is the draft's changes as the plan saw them: a path the user
+        wrote again since (during the run, say) holds something nobody published,
+        so it stays, as a change against the new main.
+        """
+        gone = sorted(
+            p
+            for p in published_paths
+            if p in self.changes and p in planned and json_equal(self.changes[p], planned[p])
+        )
         if gone:
             self._rebased(pipeline_id, gone)
 

@@ -52,6 +52,12 @@ class PublishInProgress(DomainError):
     code = "publish_in_progress"
 
 
+class PullInProgress(DomainError):
+    """A pull holds the workspace: main is being mirrored from the service."""
+
+    code = "pull_in_progress"
+
+
 class IllegalTransition(DomainError):
     """The pipeline's state machine does not allow this command now."""
 

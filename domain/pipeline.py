@@ -22,12 +22,12 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.calls import Call, group_calls
+from domain.calls import Call, blocked_by, group_calls
 from domain.entries import EntryStatus, PipelineEntry
 from domain.errors import IllegalTransition, LeaseLost, StalePlan
-from domain.json_types import JsonObject
-from domain.plan import PHASES, EntryKey, Phase, PlanEntry, entry_key
-from domain.states import TERMINAL_STATES, TRANSITIONS, PipelineState
+from domain.json_types import JsonObject, JsonValue
+from domain.plan import PHASES, EntryKey, Phase, PlanEntry, UpstreamPolicy, entry_key
+from domain.states import TERMINAL_STATES, TRANSITIONS, PipelineState, stale_reason
 
 COUNTED = ("planned", "published", "failed", "skipped")
 """What a phase's counts report: open entries count as planned."""
@@ -68,6 +68,7 @@ class PublishPipeline(Aggregate):
         main_version: int,
         draft_version: int,
         phases: list[JsonObject],
+        on_upstream_change: str = UpstreamPolicy.FAIL,
     ) -> None:
         self.pipeline_id = pipeline_id
         self.workspace_id = workspace_id
@@ -75,6 +76,7 @@ class PublishPipeline(Aggregate):
         self.main_version = main_version
         self.draft_version = draft_version
         self.phases = [Phase(p["phase"]) for p in phases]
+        self.on_upstream_change = UpstreamPolicy(on_upstream_change)
         self.state = PipelineState.PLANNED
         self.phase: Phase | None = None
         self.entries: dict[EntryKey, PipelineEntry] = {}
@@ -116,6 +118,7 @@ class PublishPipeline(Aggregate):
                 entry.operation,
                 list(entry.deferred_fields),
                 list(entry.depends_on),
+                entry.before,
             )
 
     @event("EntryPlanned")
@@ -126,6 +129,7 @@ class PublishPipeline(Aggregate):
         operation: JsonObject,
         deferred_fields: list[str],
         depends_on: list[str],
+        before: JsonObject | None = None,
     ) -> None:
         entry = PipelineEntry(
             path,
@@ -133,33 +137,15 @@ class PublishPipeline(Aggregate):
             operation,
             deferred_fields,
             depends_on,
+            {} if before is None else before,
             record_id=operation.get("record_id"),
         )
         self.entries[entry.key] = entry
 
     # --- run, retry, stale, cancel ----------------------------------------
     def staleness(self, main_version: int, draft_version: int | None) -> str | None:
-        """Why running this plan now would publish something nobody reviewed, if it would.
-
-        Main must not have moved since the plan (or since the last published
-        entry, for a resumed run); the draft counts only while nothing of the
-        plan has run (``draft_version`` None: don't check it).
-        """
-        if main_version != self.last_main_version:
-            return (
-                f"main moved from version {self.last_main_version} to "
-                f"{main_version} since the plan was made: plan again"
-            )
-        if (
-            self.state == PipelineState.PLANNED
-            and draft_version is not None
-            and draft_version != self.draft_version
-        ):
-            return (
-                f"the draft moved from version {self.draft_version} to "
-                f"{draft_version} since the plan was made: plan again"
-            )
-        return None
+        """Why running this plan now would publish something nobody reviewed (``stale_reason``)."""
+        return stale_reason(self, main_version, draft_version)
 
     def request_run(self, *, main_version: int, draft_version: int) -> None:
         """Queue the run, or refuse a stale plan (``StalePlan``).
@@ -199,7 +185,7 @@ class PublishPipeline(Aggregate):
             entry = self.entries[key]
             if entry.status in (EntryStatus.FAILED, EntryStatus.SKIPPED):
                 entry.status = EntryStatus.PLANNED
-                entry.error = None
+                entry.error, entry.error_code, entry.error_details = None, None, None
             if entry.phase in self.completed_phases:
                 self.completed_phases.remove(entry.phase)
         self.state = PipelineState.RUNNING
@@ -313,19 +299,30 @@ class PublishPipeline(Aggregate):
         entry = self.entries[entry_key(phase, path)]
         entry.status = EntryStatus.PUBLISHED
         entry.record_id = record_id
-        entry.error = None
+        entry.error, entry.error_code, entry.error_details = None, None, None
         self.last_main_version = main_version
 
-    def fail_entry(self, worker: str, key: EntryKey, error: str) -> None:
+    def fail_entry(
+        self,
+        worker: str,
+        key: EntryKey,
+        error: str,
+        *,
+        code: str = "rejected",
+        details: JsonValue = None,
+    ) -> None:
+        """``code`` names the kind of failure (API.md: ``rejected``, ``changed_upstream``, ...)."""
         self._require_worker(worker)
         entry = self._open_entry(key)
-        self._entry_failed(entry.path, entry.phase, error)
+        self._entry_failed(entry.path, entry.phase, error, code, details)
 
     @event("EntryFailed")
-    def _entry_failed(self, path: str, phase: str, error: str) -> None:
+    def _entry_failed(
+        self, path: str, phase: str, error: str, code: str = "rejected", details: JsonValue = None
+    ) -> None:
         entry = self.entries[entry_key(phase, path)]
         entry.status = EntryStatus.FAILED
-        entry.error = error
+        entry.error, entry.error_code, entry.error_details = error, code, details
 
     def skip_entry(self, worker: str, key: EntryKey, reason: str) -> None:
         self._require_worker(worker)
@@ -336,7 +333,7 @@ class PublishPipeline(Aggregate):
     def _entry_skipped(self, path: str, phase: str, reason: str) -> None:
         entry = self.entries[entry_key(phase, path)]
         entry.status = EntryStatus.SKIPPED
-        entry.error = reason
+        entry.error, entry.error_code = reason, "skipped_dependency"
 
     def complete_phase(self, worker: str, phase: Phase) -> None:
         self._require_worker(worker)
@@ -389,6 +386,7 @@ class PublishPipeline(Aggregate):
         self.cancel_requested = False
 
     # --- decisions of the run -------------------------------------------------
+
     def open_calls(self, phase: Phase, delete_page_size: int) -> list[Call]:
         """What is left to send in a phase, as calls (see ``domain.calls``)."""
         return group_calls(
@@ -397,14 +395,7 @@ class PublishPipeline(Aggregate):
 
     def blocked_by(self, call: Call) -> str | None:
         """Why a call must not go out: an entry it depends on failed or was skipped."""
-        for key in call.keys:
-            for dependency in self.entries[key].depends_on:
-                status = self.entries[dependency].status
-                if status == EntryStatus.FAILED:
-                    return f"depends on {dependency}, which failed"
-                if status == EntryStatus.SKIPPED:
-                    return f"depends on {dependency}, which was skipped"
-        return None
+        return blocked_by(call, self.entries)
 
     # --- queries ------------------------------------------------------------
     def _open_entry(self, key: EntryKey) -> PipelineEntry:

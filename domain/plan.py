@@ -32,6 +32,16 @@ class Phase(StrEnum):
 
 PHASES: tuple[Phase, ...] = tuple(Phase)
 
+
+class UpstreamPolicy(StrEnum):
+    """What a run does when the service's copy of a record changed since main's copy (API.md §4)."""
+
+    FAIL = "fail"
+    """The entry fails with ``changed_upstream``; the user's change stays in the draft."""
+    OVERWRITE = "overwrite"
+    """The entry writes its fields whatever the service holds."""
+
+
 EntryKey: TypeAlias = str
 """``phase:path``: names one entry of a plan; dependencies and events use it."""
 
@@ -48,19 +58,12 @@ class PlanEntry:
     deferred_fields: tuple[str, ...] = ()
     depends_on: tuple[EntryKey, ...] = ()
     """Entry keys that must be published before this entry is sent."""
+    before: JsonObject = field(default_factory=dict)
+    """Main's value of each field the entry writes, for updates of records main has."""
 
     @property
     def key(self) -> EntryKey:
         return entry_key(self.phase, self.path)
-
-    def to_dict(self) -> JsonObject:
-        return {
-            "path": self.path,
-            "phase": self.phase,
-            "operation": self.operation,
-            "deferred_fields": list(self.deferred_fields),
-            "depends_on": list(self.depends_on),
-        }
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,11 @@ def _changed_fields(
     return changed
 
 
+def _values(content: JsonObject, fields: JsonObject) -> JsonObject:
+    """Main's value of each of ``fields`` (None where main has none): the diff's "before"."""
+    return {key: content.get(key) for key in fields}
+
+
 class _Planner:
     def __init__(
         self, schemas: Mapping[str, FolderSchema], inputs: PlannerInputs, page_size: int
@@ -301,10 +306,16 @@ class _Planner:
         record_id = _record_id(item.path, schema, before)
         if fields:
             op: JsonObject = {"type": "update", "folder": item.file.folder, "record_id": record_id}
-            self._add(item.path, Phase.EDIT, op | {"fields": fields}, deferred)
+            self._add(
+                item.path,
+                Phase.EDIT,
+                op | {"fields": fields},
+                deferred,
+                before=_values(before, fields),
+            )
             for target in was_pointing.targets:
                 self.clearers.setdefault(target, []).append(entry_key(Phase.EDIT, item.path))
-        self._backfill(item, record_id, {key: changed[key] for key in deferred}, uncreated)
+        self._backfill(item, record_id, {key: changed[key] for key in deferred}, uncreated, before)
 
     def _plan_clearing_only(self, draft_paths: set[str]) -> None:
         """Synthetic edits for files on main, untouched by the draft, that point at deletes."""
@@ -342,7 +353,7 @@ class _Planner:
         fields, deferred, uncreated = self._strip(sent, self.refs[item.path])
         op = {"type": "create", "folder": item.file.folder, "fields": fields}
         self._add(item.path, Phase.CREATE, op, deferred)
-        self._backfill(item, None, {key: new[key] for key in deferred}, uncreated)
+        self._backfill(item, None, {key: new[key] for key in deferred}, uncreated, None)
 
     def _strip(
         self, fields: JsonObject, refs: Mapping[str, list[str]]
@@ -367,15 +378,24 @@ class _Planner:
         return kept, tuple(sorted(deferred)), uncreated
 
     def _backfill(
-        self, item: _File, record_id: str | None, fields: JsonObject, uncreated: set[str]
+        self,
+        item: _File,
+        record_id: str | None,
+        fields: JsonObject,
+        uncreated: set[str],
+        main: JsonObject | None,
     ) -> None:
+        """``main``: the record's content on main (None: the pipeline creates it)."""
         if not fields:
             return
         depends = {entry_key(Phase.CREATE, raw[len(REF_PREFIX) :]) for raw in uncreated}
         if record_id is None:
             depends.add(entry_key(Phase.CREATE, item.path))
         op: JsonObject = {"type": "update", "folder": item.file.folder, "record_id": record_id}
-        self._add(item.path, Phase.BACKFILL, op | {"fields": fields}, (), tuple(sorted(depends)))
+        before = {} if main is None else _values(main, fields)
+        self._add(
+            item.path, Phase.BACKFILL, op | {"fields": fields}, (), tuple(sorted(depends)), before
+        )
 
     def _plan_deletes(self, deleted: list[_File]) -> None:
         by_folder: dict[str, list[_File]] = {}
@@ -399,5 +419,6 @@ class _Planner:
         operation: JsonObject,
         deferred: tuple[str, ...],
         depends_on: tuple[str, ...] = (),
+        before: JsonObject | None = None,
     ) -> None:
-        self.entries.append(PlanEntry(path, phase, operation, deferred, depends_on))
+        self.entries.append(PlanEntry(path, phase, operation, deferred, depends_on, before or {}))

@@ -1,9 +1,13 @@
-"""The Workspace aggregate: connector, folder schemas, main version, publish lock.
+"""The Workspace aggregate: connector, folder schemas, main version, publish and pull locks.
 
 Main's content changes are events of the workspace (``MainChanged``), so that
-the main version is strongly consistent with the lock and the staleness check.
+the main version is strongly consistent with the locks and the staleness check.
 The aggregate keeps only the version; the content lives in the main-files
 projection.
+
+The two locks exclude each other: main is written either by one pipeline or by
+one pull at a time, never both. Both are event-sourced state, so two commands
+racing for them meet in optimistic concurrency and exactly one wins.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import PublishInProgress, UnknownFolder
+from domain.errors import PublishInProgress, PullInProgress, UnknownFolder
 from domain.ids import workspace_uuid
 from domain.json_types import JsonObject
 from domain.paths import parse_path
@@ -41,10 +45,12 @@ class Workspace(Aggregate):
         self.schemas: dict[str, JsonObject] = {}
         self.main_version = 0
         self.publishing: str | None = None
+        self.pulling: str | None = None
 
     def change_connector(self, connector: JsonObject) -> None:
-        """Point the workspace at another address of its service (not while publishing)."""
+        """Point the workspace at another address of its service (not while main is written)."""
         self.ensure_not_publishing()
+        self.ensure_not_pulling()
         if connector != self.connector:
             self._connector_changed(connector)
 
@@ -80,11 +86,8 @@ class Workspace(Aggregate):
     def acquire_publish_lock(self, pipeline_id: str) -> None:
         if self.publishing == pipeline_id:
             return
-        if self.publishing is not None:
-            raise PublishInProgress(
-                f"pipeline {self.publishing} is publishing in workspace {self.workspace_id}",
-                {"pipeline_id": self.publishing},
-            )
+        self.ensure_not_publishing()
+        self.ensure_not_pulling()
         self._lock_acquired(pipeline_id)
 
     @event("PublishLockAcquired")
@@ -104,6 +107,34 @@ class Workspace(Aggregate):
             raise PublishInProgress(
                 f"pipeline {self.publishing} is publishing in workspace {self.workspace_id}",
                 {"pipeline_id": self.publishing},
+            )
+
+    # --- the pull lock ---------------------------------------------------
+    def acquire_pull_lock(self, pull_id: str) -> None:
+        """Idempotent for the holder, so a resumed pull may take it again."""
+        if self.pulling == pull_id:
+            return
+        self.ensure_not_publishing()
+        self.ensure_not_pulling()
+        self._pull_lock_acquired(pull_id)
+
+    @event("PullLockAcquired")
+    def _pull_lock_acquired(self, pull_id: str) -> None:
+        self.pulling = pull_id
+
+    def release_pull_lock(self, pull_id: str) -> None:
+        if self.pulling == pull_id:
+            self._pull_lock_released(pull_id)
+
+    @event("PullLockReleased")
+    def _pull_lock_released(self, pull_id: str) -> None:
+        self.pulling = None
+
+    def ensure_not_pulling(self) -> None:
+        if self.pulling is not None:
+            raise PullInProgress(
+                f"pull {self.pulling} is pulling workspace {self.workspace_id}",
+                {"pull_id": self.pulling},
             )
 
     # --- main ------------------------------------------------------------

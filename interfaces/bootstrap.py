@@ -149,7 +149,6 @@ def build_http_app(
     services = Services(
         app=runtime.app,
         queries=Queries(runtime.app, runtime.views),
-        connector_for=runtime.connector_for,
         authenticate=authenticator.authenticate,
         authorize=require_scope,
         worker=worker,
@@ -173,7 +172,6 @@ def build_http_app(
             stop.set()
             stop_thread.set()
             await asyncio.gather(*background, return_exceptions=True)
-            await services.aclose()
             await feed.aclose()
             await runtime.aclose_connectors()
 

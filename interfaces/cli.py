@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.set_defaults(func=cmd_serve)
 
-    worker = sub.add_parser("worker", help="run pipelines (scale-out role)")
+    worker = sub.add_parser("worker", help="run pipelines and pulls (scale-out role)")
     worker.add_argument("--name")
     worker.set_defaults(func=cmd_worker)
 

@@ -35,6 +35,7 @@ class TimedConnector(Connector):
         self.connector_type = connector_type
         self.delete_page_size = inner.delete_page_size
         self.list_page_size = inner.list_page_size
+        self.version_field = inner.version_field
 
     async def _timed(self, operation: str, call: Awaitable[T]) -> T:
         started = time.perf_counter()
@@ -49,10 +50,17 @@ class TimedConnector(Connector):
         return await self._timed("create", self.inner.create(folder, fields, idempotency_key))
 
     async def update(
-        self, folder: str, record_id: str, fields: JsonObject, idempotency_key: str
+        self,
+        folder: str,
+        record_id: str,
+        fields: JsonObject,
+        idempotency_key: str,
+        *,
+        if_match: str | None = None,
     ) -> Record:
         return await self._timed(
-            "update", self.inner.update(folder, record_id, fields, idempotency_key)
+            "update",
+            self.inner.update(folder, record_id, fields, idempotency_key, if_match=if_match),
         )
 
     async def delete_many(
@@ -64,6 +72,9 @@ class TimedConnector(Connector):
 
     async def list_page(self, folder: str, offset: int, limit: int) -> RecordPage:
         return await self._timed("list_page", self.inner.list_page(folder, offset, limit))
+
+    async def read(self, folder: str, record_id: str) -> Record | None:
+        return await self._timed("read", self.inner.read(folder, record_id))
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -8,6 +8,7 @@ from application.projections.file_reference import FileReferenceProjection
 from application.projections.main_files import MainFilesProjection
 from application.projections.pipeline_entries import PipelineEntriesProjection
 from application.projections.pipeline_status import PipelineStatusProjection
+from application.projections.pull_status import PullStatusProjection
 
 PROJECTION_NAMES: tuple[str, ...] = (
     FileIndexProjection.name,
@@ -16,6 +17,7 @@ PROJECTION_NAMES: tuple[str, ...] = (
     DraftFilesProjection.name,
     PipelineStatusProjection.name,
     PipelineEntriesProjection.name,
+    PullStatusProjection.name,
 )
 
 __all__ = [
@@ -26,4 +28,5 @@ __all__ = [
     "MainFilesProjection",
     "PipelineEntriesProjection",
     "PipelineStatusProjection",
+    "PullStatusProjection",
 ]

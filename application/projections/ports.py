@@ -145,6 +145,36 @@ class ErrorRow(NamedTuple):
     message: str
 
 
+class PullStatusRow(NamedTuple):
+    pull_id: str
+    workspace: str
+    scope: JsonObject
+    state: str
+    created: int
+    updated: int
+    unchanged: int
+    deleted: int
+    error: str | None
+    started_at: str
+    finished_at: str | None
+    updated_at: str
+
+
+class PullStatusChange(NamedTuple):
+    """Changes to an existing pull's row; ``None`` (or a false ``set_*``) leaves a column."""
+
+    pull_id: str
+    state: str | None
+    counts: list[int]
+    """``created``, ``updated``, ``unchanged``, ``deleted``: added, or with ``totals`` set."""
+    totals: bool
+    set_error: bool
+    error: str | None
+    set_finished_at: bool
+    finished_at: str | None
+    updated_at: str
+
+
 # --- the shared context -------------------------------------------------------
 
 
@@ -256,6 +286,12 @@ class PipelineStatusWriter(ABC):
     @abstractmethod
     def reset(self, pipeline_id: str, keys: Sequence[tuple[str, str]]) -> None:
         """Retry: drop the errors of ``(phase, path)`` and move their counts back to planned."""
+
+
+class PullStatusWriter(ABC):
+    @abstractmethod
+    def write(self, rows: Sequence[PullStatusRow], changes: Sequence[PullStatusChange]) -> None:
+        """Insert new pulls (a stored one is left as it is), then apply changes (one per pull)."""
 
 
 W = TypeVar("W")

@@ -11,8 +11,12 @@ to choose between them honestly:
   sign of life the whole time (connection refused, or nothing but 503 while no
   other call of this connector succeeded: an outage), so the run stops and can
   be resumed later; otherwise ``TransientFailure`` and only this entry fails;
-- a 401/403 is fatal at once (retrying can't fix credentials); any other 4xx
-  is this record's problem: ``EntryRejected`` with the service's body as details.
+- a 401/403 is fatal at once (retrying can't fix credentials); a 412 to a
+  conditional update (``If-Match: <lastUpdated>``) is ``PreconditionFailed``:
+  the record changed upstream, and only the caller can decide what that means;
+  any other 4xx is this record's problem: ``EntryRejected`` with the service's
+  body as details. ``read`` answers None for a 404: a record that is not there
+  is an answer, not a failure.
 
 Throughput: calls go through aiohttp (see ``http_client`` for why not httpx).
 """
@@ -22,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote
@@ -31,6 +35,7 @@ from application.connector import (
     Connector,
     EntryRejected,
     FatalConnectorError,
+    PreconditionFailed,
     Record,
     RecordPage,
     TransientFailure,
@@ -42,34 +47,7 @@ from infrastructure.connectors.http_client import (
     Response,
     TransportError,
 )
-
-Sleep = Callable[[float], Awaitable[None]]
-MonotonicClock = Callable[[], float]
-
-
-class TokenBucket:
-    """Client-side rate limit: at most ``rate`` requests/s, bursts of ``burst``.
-
-    Each caller reserves the next free slot and sleeps until it (GCRA), so
-    there is no lock and waiters are served in arrival order.
-    """
-
-    def __init__(self, rate: float, *, burst: int = 1, clock: MonotonicClock, sleep: Sleep) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("rate must be positive and burst at least 1")
-        self._interval = 1.0 / rate
-        self._tolerance = (burst - 1) * self._interval
-        self._clock = clock
-        self._sleep = sleep
-        self._next_slot = clock()
-
-    async def acquire(self) -> None:
-        now = self._clock()
-        slot = max(self._next_slot, now)
-        self._next_slot = slot + self._interval
-        wait = slot - now - self._tolerance
-        if wait > 0:
-            await self._sleep(wait)
+from infrastructure.connectors.rate_limit import MonotonicClock, Sleep, TokenBucket
 
 
 class _Attempt:
@@ -143,10 +121,31 @@ class SandboxConnector(Connector):
         return _record(_json(response))
 
     async def update(
-        self, folder: str, record_id: str, fields: JsonObject, idempotency_key: str
+        self,
+        folder: str,
+        record_id: str,
+        fields: JsonObject,
+        idempotency_key: str,
+        *,
+        if_match: str | None = None,
     ) -> Record:
-        path = f"{_collection(folder)}/items/{quote(record_id, safe='')}"
-        response = await self._call("PATCH", path, {"fieldData": fields}, idempotency_key)
+        headers = {"If-Match": if_match} if if_match is not None else {}
+        response = await self._call(
+            "PATCH",
+            _item(folder, record_id),
+            {"fieldData": fields},
+            idempotency_key,
+            headers=headers,
+        )
+        return _record(_json(response))
+
+    async def read(self, folder: str, record_id: str) -> Record | None:
+        try:
+            response = await self._call("GET", _item(folder, record_id))
+        except EntryRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
         return _record(_json(response))
 
     async def delete_many(
@@ -178,9 +177,11 @@ class SandboxConnector(Connector):
         idempotency_key: str | None = None,
         *,
         params: JsonObject | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Response:
         """One logical call: attempts until an answer is final or the budget is spent."""
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        if idempotency_key:
+            headers = {**(headers or {}), "Idempotency-Key": idempotency_key}
         successes_before = self._successes
         all_unavailable = True
         for attempt_no in range(self._max_retries + 1):
@@ -225,6 +226,8 @@ class SandboxConnector(Connector):
         message = f"{response.method} {response.path}: {_message(response)}"
         if status in (401, 403):
             raise FatalConnectorError(f"auth rejected: {message}", status=status, details=details)
+        if status == 412:
+            raise PreconditionFailed(message, status=status, details=details)
         raise EntryRejected(message, status=status, details=details)
 
     def _delay(self, attempt_no: int, response: Response | None) -> float:
@@ -239,6 +242,10 @@ class SandboxConnector(Connector):
 
 def _collection(folder: str) -> str:
     return f"/collections/{quote(folder.strip('/'), safe='/')}"
+
+
+def _item(folder: str, record_id: str) -> str:
+    return f"{_collection(folder)}/items/{quote(record_id, safe='')}"
 
 
 def _record(item: JsonValue) -> Record:

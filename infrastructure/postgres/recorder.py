@@ -71,6 +71,9 @@ class PublishdApplicationRecorder(PostgresApplicationRecorder):
         # kwargs pass through, so a process recorder can mix this class in
         # and still receive its tracking_table_name.
         super().__init__(datastore, events_table_name=events_table_name, **kwargs)
+        # The statements are built here, not in create_table: a process started
+        # with CREATE_TABLE off never calls create_table and must still save.
+        self._prepare_statements()
 
     def create_table(self) -> None:
         """The stock DDL, in one transaction serialised across processes.
@@ -91,6 +94,8 @@ class PublishdApplicationRecorder(PostgresApplicationRecorder):
                         pass
             self._create_table(curs)
         self.datastore.register_type_adapters()
+
+    def _prepare_statements(self) -> None:
         id_type = self.datastore.originator_id_type
         self._originator_ids_are_uuids = id_type == "uuid"
         events_table = SQL("{0}.{1}").format(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -20,13 +21,13 @@ from starlette.routing import Route
 from domain.json_types import JsonObject, JsonValue
 from infrastructure.sandbox.faults import Fault, FaultConfig, FaultInjector
 from infrastructure.sandbox.idempotency import IdempotencyCache, StoredResponse
-from infrastructure.sandbox.store import (
+from infrastructure.sandbox.rules import (
     MAX_PAGE,
-    SandboxStore,
     StoreError,
     ValidationError,
     parse_reference_fields,
 )
+from infrastructure.sandbox.store import SandboxStore, utc_now
 
 Handler = Callable[[Request, JsonValue], Response]
 """Synchronous on purpose: see the module docstring."""
@@ -126,9 +127,18 @@ def _object(body: JsonValue) -> JsonObject:
     return body
 
 
-def create_app(seed: JsonObject | None = None, faults: FaultConfig | None = None) -> Starlette:
-    """A fresh sandbox: its own store, loaded from ``seed``, misbehaving as ``faults`` says."""
-    store = SandboxStore()
+def create_app(
+    seed: JsonObject | None = None,
+    faults: FaultConfig | None = None,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+) -> Starlette:
+    """A fresh sandbox: its own store, loaded from ``seed``, misbehaving as ``faults`` says.
+
+    ``clock`` stamps ``createdOn``/``lastUpdated``; a test stops it to show that
+    writes in one clock tick still get distinct versions.
+    """
+    store = SandboxStore(clock=clock)
     if seed is not None:
         store.load_seed(seed)
     injector = FaultInjector(faults or FaultConfig())
@@ -147,8 +157,18 @@ def create_app(seed: JsonObject | None = None, faults: FaultConfig | None = None
     def list_items(request: Request, body: JsonValue) -> Response:
         offset = _int_param(request, "offset", 0, 0, 2**31)
         limit = _int_param(request, "limit", MAX_PAGE, 1, MAX_PAGE)
-        items, total = store.list_items(request.path_params["collection"], offset, limit)
-        return _json(200, {"items": items, "total": total})
+        collection = request.path_params["collection"]
+        items, total = store.list_items(collection, offset, limit)
+        response = _json(200, {"items": items, "total": total})
+        if request.method == "GET" and injector.deletes_after_page(collection, offset + len(items)):
+            listed = [str(item["id"]) for item in reversed(items)]
+            if store.delete_one_unreferenced(collection, listed) is not None:
+                injector.deleted_after_page()
+        return response
+
+    def get_item(request: Request, body: JsonValue) -> Response:
+        params = request.path_params
+        return _json(200, store.get(params["collection"], params["item_id"]))
 
     def create_item(request: Request, body: JsonValue) -> Response:
         item = store.create(request.path_params["collection"], _object(body).get("fieldData"))
@@ -157,7 +177,9 @@ def create_app(seed: JsonObject | None = None, faults: FaultConfig | None = None
 
     def update_item(request: Request, body: JsonValue) -> Response:
         params = request.path_params
-        item = store.update(params["collection"], params["item_id"], _object(body).get("fieldData"))
+        fields = _object(body).get("fieldData")
+        if_match = request.headers.get("if-match")
+        item = store.update(params["collection"], params["item_id"], fields, if_match=if_match)
         stats["updates"] += 1
         return _json(200, item)
 
@@ -191,14 +213,19 @@ def create_app(seed: JsonObject | None = None, faults: FaultConfig | None = None
         return _json(200, {"status": "ok"})
 
     listing = public(list_items)
-    item_endpoints = {
+    items_endpoints = {
         "GET": listing,
         "HEAD": listing,
         "POST": public(create_item),
         "DELETE": public(delete_items),
     }
+    reading = public(get_item)
+    item_endpoints = {"GET": reading, "HEAD": reading, "PATCH": public(update_item)}
 
     async def items_endpoint(request: Request) -> Response:
+        return await items_endpoints[request.method](request)
+
+    async def item_endpoint(request: Request) -> Response:
         return await item_endpoints[request.method](request)
 
     routes = [
@@ -210,8 +237,8 @@ def create_app(seed: JsonObject | None = None, faults: FaultConfig | None = None
         Route("/collections", public(list_collections), methods=["GET"]),
         Route(
             "/collections/{collection:path}/items/{item_id}",
-            public(update_item),
-            methods=["PATCH"],
+            item_endpoint,
+            methods=["GET", "PATCH"],
         ),
         Route(
             "/collections/{collection:path}/items",

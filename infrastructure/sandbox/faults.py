@@ -3,6 +3,20 @@
 publishd's retry, idempotency and rate-limit handling can only be shown to work
 against a service that fails. Random faults draw from one seeded RNG so that a
 test (sequential requests, fixed ``seed``) sees the same failures every run.
+
+``PUT /_admin/faults`` replaces the whole configuration with its body (the
+fields of ``FaultConfig``; ``{}`` turns every fault off). One fault is not
+random but staged, for the race a paged reader must survive:
+
+    PUT /_admin/faults {"delete_during_listing": {"collection": "books", "after_offset": 100}}
+
+The first ``GET /collections/books/items`` page that ends at or past item 100
+(``offset + len(items) >= after_offset``) is served as it was, and then the
+last item of that page that nothing references is deleted, once: every later
+item moves one place forward, so the item that was first on the next page is
+now last on this one and a reader going on at the next offset never sees it.
+A page whose items are all referenced deletes nothing and the fault waits for
+the next page. ``GET /_admin/stats`` counts it as ``deleted_during_listing``.
 """
 
 from __future__ import annotations
@@ -14,6 +28,25 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+
+@dataclass(frozen=True)
+class ListingDelete:
+    """Delete one listed item of ``collection`` once a page reaches ``after_offset``."""
+
+    collection: str
+    after_offset: int = 0
+
+    @classmethod
+    def from_json(cls, raw: Any) -> ListingDelete:
+        if not isinstance(raw, dict) or set(raw) - {"collection", "after_offset"}:
+            raise ValueError("delete_during_listing takes {'collection', 'after_offset'}")
+        collection, after = raw.get("collection"), raw.get("after_offset", 0)
+        if not isinstance(collection, str) or not collection:
+            raise ValueError("delete_during_listing.collection must be a collection name")
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            raise ValueError("delete_during_listing.after_offset must be a non-negative integer")
+        return cls(collection, after)
 
 
 @dataclass(frozen=True)
@@ -35,6 +68,8 @@ class FaultConfig:
     """When set, requests without ``Authorization: Bearer <token>`` are a 401."""
     seed: int | None = None
     """Seeds the RNG that decides the random faults."""
+    delete_during_listing: ListingDelete | None = None
+    """The staged delete of the module docstring."""
 
     @classmethod
     def from_json(cls, raw: Any) -> FaultConfig:
@@ -45,6 +80,9 @@ class FaultConfig:
         unknown = set(raw) - known
         if unknown:
             raise ValueError(f"unknown fault options: {sorted(unknown)}")
+        staged = raw.get("delete_during_listing")
+        if staged is not None:
+            raw = {**raw, "delete_during_listing": ListingDelete.from_json(staged)}
         try:
             config = cls(**raw)
         except TypeError as exc:
@@ -102,6 +140,7 @@ class FaultInjector:
         self._rng = random.Random(config.seed)
         self._tokens = self._capacity()
         self._refilled_at = self._clock()
+        self._listing_delete_pending = config.delete_during_listing is not None
 
     @property
     def latency_s(self) -> float:
@@ -128,6 +167,20 @@ class FaultInjector:
         if self._roll(self.config.lost_response_rate):
             return self._count(_LOST)
         return None
+
+    def deletes_after_page(self, collection: str, end: int) -> bool:
+        """Whether a listing page of ``collection`` ending at ``end`` stages the delete."""
+        staged = self.config.delete_during_listing
+        return (
+            self._listing_delete_pending
+            and staged is not None
+            and staged.collection == collection
+            and end >= staged.after_offset
+        )
+
+    def deleted_after_page(self) -> None:
+        self._listing_delete_pending = False
+        self.stats["deleted_during_listing"] += 1
 
     def _count(self, fault: Fault) -> Fault:
         self.stats[fault.kind] += 1

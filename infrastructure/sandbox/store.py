@@ -8,59 +8,44 @@ size, so the sandbox is never the bottleneck of a benchmark.
 
 Every public method takes one lock: the store is shared between the event loop
 and test threads that inspect it directly.
+
+``lastUpdated`` is the item's version (a client sends it back as ``If-Match``),
+so the store never issues one twice: stamps are strictly increasing, a
+microsecond past the last one when the clock has not moved, and past an
+item's seeded value when that lies ahead of the clock.
 """
 
 from __future__ import annotations
 
-import re
+import contextlib
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 
 from domain.json_types import JsonObject, JsonValue
+from infrastructure.sandbox.rules import (
+    MAX_DELETE,
+    MAX_PAGE,
+    Conflict,
+    NotFound,
+    PreconditionFailed,
+    ReferenceField,
+    StoreError,
+    ValidationError,
+    check_name,
+    field_data,
+    parse_reference_fields,
+    targets,
+)
 
 CDN_BASE = "https://cdn.sandbox.local"
-MAX_DELETE = 100
-MAX_PAGE = 100
-
-_NAME = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
+_TICK = timedelta(microseconds=1)
 
 Ref = tuple[str, str]
 """(collection, item id)."""
-
-
-class StoreError(Exception):
-    """A refused request; ``status`` and ``body`` are what the client sees."""
-
-    status = 400
-    code = "validation_error"
-
-    def __init__(self, message: str, **extra: JsonValue) -> None:
-        super().__init__(message)
-        self.body: JsonObject = {"code": self.code, "message": message, **extra}
-
-
-class ValidationError(StoreError):
-    pass
-
-
-class NotFound(StoreError):
-    status = 404
-    code = "not_found"
-
-
-class Conflict(StoreError):
-    status = 409
-    code = "conflict"
-
-
-@dataclass(frozen=True, slots=True)
-class ReferenceField:
-    target: str
-    multiple: bool = False
 
 
 @dataclass(slots=True)
@@ -78,49 +63,25 @@ class Collection:
     """Insertion-ordered: creation order is the stable listing order."""
 
 
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(instant: datetime) -> str:
+    return instant.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _instant(text: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def new_item_id() -> str:
     """24 hex characters: unguessable, so clients cannot depend on invented ids."""
     return secrets.token_hex(12)
-
-
-def check_name(name: str) -> None:
-    """Names are slash-separated segments; none may be ``items`` so routes stay unambiguous."""
-    if not _NAME.match(name) or "items" in name.split("/"):
-        raise ValidationError(f"invalid collection name {name!r}")
-
-
-def parse_reference_fields(raw: JsonValue) -> dict[str, ReferenceField]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ValidationError("referenceFields must be an object")
-    fields: dict[str, ReferenceField] = {}
-    for name, spec in raw.items():
-        if not isinstance(spec, dict) or not isinstance(spec.get("target"), str):
-            raise ValidationError(f"reference field {name!r} needs a string 'target'")
-        multiple = spec.get("multiple", False)
-        if not isinstance(multiple, bool):
-            raise ValidationError(f"reference field {name!r}: 'multiple' must be a boolean")
-        check_name(spec["target"])
-        fields[name] = ReferenceField(spec["target"], multiple)
-    return fields
-
-
-def _targets(value: JsonValue, spec: ReferenceField, name: str) -> list[str]:
-    """The ids a reference field value points at; a malformed value is a 400."""
-    if value is None:
-        return []
-    if spec.multiple:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ValidationError(f"field {name!r} must be a list of item ids or null")
-        return value
-    if not isinstance(value, str):
-        raise ValidationError(f"field {name!r} must be an item id or null")
-    return [value]
 
 
 class SandboxStore:
@@ -129,7 +90,7 @@ class SandboxStore:
     def __init__(
         self,
         *,
-        clock: Callable[[], str] = utc_now,
+        clock: Callable[[], datetime] = utc_now,
         new_id: Callable[[], str] = new_item_id,
     ) -> None:
         self._collections: dict[str, Collection] = {}
@@ -137,6 +98,7 @@ class SandboxStore:
         self._lock = threading.Lock()
         self._clock = clock
         self._new_id = new_id
+        self._last_stamp = datetime.min.replace(tzinfo=UTC)
 
     # -- collections -------------------------------------------------------------
 
@@ -171,8 +133,8 @@ class SandboxStore:
                         target = spec.target
                         raise ValueError(f"seed: {name}.{field_name} targets undefined {target!r}")
                 self.define(name, fields)
-            now = self._clock()
             with self._lock:
+                now = _iso(self._stamp())
                 for name, c in raw.items():
                     for entry in c.get("items", []):
                         self._put_seed_item(name, entry, now)
@@ -208,29 +170,47 @@ class SandboxStore:
             page = islice(c.items.values(), offset, offset + min(limit, MAX_PAGE))
             return [render(name, item) for item in page], len(c.items)
 
-    def create(self, name: str, field_data: JsonValue) -> JsonObject:
-        with self._lock:
-            c = self._get(name)
-            data = _field_data(field_data)
-            self._check_targets(c, data)
-            now = self._clock()
-            item = Item(self._new_id(), data, now, now)
-            c.items[item.id] = item
-            self._index(name, c, item)
-            return render(name, item)
-
-    def update(self, name: str, item_id: str, field_data: JsonValue) -> JsonObject:
-        """Merge the given fields into the item (``null`` stores null)."""
+    def get(self, name: str, item_id: str) -> JsonObject:
         with self._lock:
             c = self._get(name)
             item = c.items.get(item_id)
             if item is None:
                 raise NotFound(f"no item {item_id!r} in {name!r}")
-            data = _field_data(field_data)
+            return render(name, item)
+
+    def create(self, name: str, fields: JsonValue) -> JsonObject:
+        with self._lock:
+            c = self._get(name)
+            data = field_data(fields)
+            self._check_targets(c, data)
+            now = _iso(self._stamp())
+            item = Item(self._new_id(), data, now, now)
+            c.items[item.id] = item
+            self._index(name, c, item)
+            return render(name, item)
+
+    def update(
+        self, name: str, item_id: str, fields: JsonValue, *, if_match: str | None = None
+    ) -> JsonObject:
+        """Merge the given fields into the item (``null`` stores null).
+
+        With ``if_match``, only while the item's ``lastUpdated`` is exactly that:
+        a write based on an older copy would silently undo someone else's.
+        """
+        with self._lock:
+            c = self._get(name)
+            item = c.items.get(item_id)
+            if item is None:
+                raise NotFound(f"no item {item_id!r} in {name!r}")
+            if if_match is not None and if_match != item.last_updated:
+                raise PreconditionFailed(
+                    f"item {item_id!r} changed since {if_match!r}", lastUpdated=item.last_updated
+                )
+            data = field_data(fields)
             self._check_targets(c, data)
             self._unindex(name, c, item)
             item.field_data.update(data)
-            item.last_updated = self._clock()
+            item.last_updated = _iso(self._stamp(item.last_updated))
             self._index(name, c, item)
             return render(name, item)
 
@@ -251,11 +231,34 @@ class SandboxStore:
                 message = f"{len(conflicts)} item(s) are still referenced"
                 raise Conflict(message, conflicts=conflicts)
             for item_id in doomed:
-                self._unindex(name, c, c.items.pop(item_id))
-                self._referrers.pop((name, item_id), None)
+                self._remove(name, c, item_id)
             return len(doomed)
 
+    def delete_one_unreferenced(self, name: str, candidates: Sequence[str]) -> str | None:
+        """Delete the first candidate nothing points at, as a colleague might; its id or None."""
+        with self._lock:
+            c = self._get(name)
+            for item_id in candidates:
+                if item_id in c.items and not self._referrers.get((name, item_id)):
+                    self._remove(name, c, item_id)
+                    return item_id
+            return None
+
     # -- internals (called with the lock held) -----------------------------------------
+
+    def _stamp(self, previous: str | None = None) -> datetime:
+        """A ``lastUpdated`` later than every one issued and than ``previous``."""
+        stamp = max(self._clock(), self._last_stamp + _TICK)
+        before = _instant(previous) if previous is not None else None
+        if before is not None and stamp <= before:
+            with contextlib.suppress(OverflowError):  # seeded at the end of time: stamp differs
+                stamp = before + _TICK
+        self._last_stamp = stamp
+        return stamp
+
+    def _remove(self, name: str, c: Collection, item_id: str) -> None:
+        self._unindex(name, c, c.items.pop(item_id))
+        self._referrers.pop((name, item_id), None)
 
     def _get(self, name: str) -> Collection:
         c = self._collections.get(name)
@@ -270,7 +273,7 @@ class SandboxStore:
             target = self._collections.get(spec.target)
             missing = [
                 i
-                for i in _targets(data[field_name], spec, field_name)
+                for i in targets(data[field_name], spec, field_name)
                 if target is None or i not in target.items
             ]
             if missing:
@@ -310,12 +313,6 @@ class SandboxStore:
                     "id": item_id,
                     "referencedBy": [{"collection": col, "id": ref_id} for col, ref_id in live],
                 }
-
-
-def _field_data(raw: JsonValue) -> JsonObject:
-    if not isinstance(raw, dict):
-        raise ValidationError("'fieldData' must be an object")
-    return raw
 
 
 def render(collection: str, item: Item) -> JsonObject:

@@ -28,6 +28,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "conflict": 409,
     "stale_plan": 409,
     "publish_in_progress": 409,
+    "pull_in_progress": 409,
     "payload_too_large": 413,
     "unsupported_media_type": 415,
     "invalid_request": 422,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.json_types import JsonObject, JsonValue
 
@@ -71,12 +71,31 @@ class FolderSchemaOut(ResponseBody):
     filenameFrom: str | None
 
 
+class PulledRecord(RequestBody):
+    folder: str = Field(min_length=1, max_length=1024)
+    record_id: str = Field(min_length=1, max_length=512)
+
+
 class PullRequest(RequestBody):
+    """One scope at most: whole folders, or named records (by main's paths or by id).
+
+    No body (or none of them): every folder with a schema.
+    """
+
     folders: list[str] | None = Field(default=None, max_length=500)
+    paths: list[str] | None = Field(default=None, min_length=1, max_length=1000)
+    records: list[PulledRecord] | None = Field(default=None, min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> PullRequest:
+        if sum(scope is not None for scope in (self.folders, self.paths, self.records)) > 1:
+            raise ValueError("name one of folders, paths or records")
+        return self
 
 
 class PullAccepted(ResponseBody):
     pull_id: str
+    state: Literal["running"]
 
 
 class PullResult(ResponseBody):
@@ -86,6 +105,29 @@ class PullResult(ResponseBody):
     updated: int
     unchanged: int
     deleted: int
+
+
+PullState = Literal["running", "completed", "failed"]
+
+
+class PullStatusBody(ResponseBody):
+    """A pull as ``GET /pulls/{id}`` reports it: ``scope`` is ``{"folders"}`` or ``{"records"}``."""
+
+    pull_id: str
+    workspace: str
+    scope: JsonObject
+    state: PullState
+    created: int
+    updated: int
+    unchanged: int
+    deleted: int
+    error: str | None
+    started_at: str | None
+    finished_at: str | None
+
+
+class PullList(ResponseBody):
+    pulls: list[PullStatusBody]
 
 
 class Change(ResponseBody):
@@ -98,9 +140,22 @@ class DraftChanges(ResponseBody):
     changes: list[Change]
 
 
+class PlanOptions(RequestBody):
+    refresh: bool = False
+    """Pull every main record the draft touches first, so the plan starts from the service."""
+    on_upstream_change: Literal["fail", "overwrite"] = "fail"
+
+
 class PhaseSummary(ResponseBody):
     phase: Literal["edit", "create", "delete", "backfill"]
     entries: int
+    calls: int
+
+
+class FieldDiff(ResponseBody):
+    field: str
+    before: JsonValue
+    after: JsonValue
 
 
 class PlannedEntry(ResponseBody):
@@ -108,6 +163,8 @@ class PlannedEntry(ResponseBody):
     phase: str
     operation: JsonObject
     deferred_fields: list[str]
+    depends_on: list[str]
+    diff: list[FieldDiff]
 
 
 class PlanOut(ResponseBody):
@@ -118,6 +175,8 @@ class PlanOut(ResponseBody):
     main_version: int
     draft_version: int
     phases: list[PhaseSummary]
+    estimated_calls: int
+    on_upstream_change: str
     entries: list[PlannedEntry]
 
 

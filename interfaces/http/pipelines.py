@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from domain.plan import Phase
+from domain.calls import calls_per_phase
+from domain.json_types import JsonObject
+from domain.pipeline import PublishPipeline
+from domain.plan import Phase, UpstreamPolicy
 from domain.states import PipelineState
 from interfaces.http import models as m
-from interfaces.http.parsing import choice, draft_params, flag, int_param, path_param, query, reply
+from interfaces.http.parsing import (
+    choice,
+    draft_params,
+    flag,
+    int_param,
+    parse_optional,
+    path_param,
+    query,
+    reply,
+)
 from interfaces.http.registry import WAIT, Endpoint, Query
 from interfaces.http.services import Services
+
+DELETE_PAGE_SIZE = 100
+"""The planner's delete pages (``PublishdApplication.plan``): one call each."""
 
 ENTRY_STATUSES = ("planned", "published", "failed", "skipped")
 """What ``?status=`` may filter on: an entry in flight is reported as planned."""
@@ -22,23 +39,36 @@ async def plan(request: Request) -> Response:
     s = Services.of(request)
     ws, user = draft_params(request)
     await s.guard(request, "publish", ws)
-    pipeline = await run_in_threadpool(s.app.plan, ws, user)
-    entries = [entry.planned() for entry in pipeline.entries.values()]
-    return reply(
-        {
-            "pipeline_id": pipeline.pipeline_id,
-            "workspace": ws,
-            "user": user,
-            "state": pipeline.state,
-            "main_version": pipeline.main_version,
-            "draft_version": pipeline.draft_version,
-            "phases": [
-                {"phase": p, "entries": len(pipeline.entries_of(p))} for p in pipeline.phases
-            ],
-            "entries": entries,
-        },
-        201,
+    options = await parse_optional(request, m.PlanOptions)
+    pipeline = await run_in_threadpool(
+        partial(
+            s.app.plan,
+            ws,
+            user,
+            on_upstream_change=UpstreamPolicy(options.on_upstream_change),
+        )
     )
+    return reply(_planned(pipeline), 201)
+
+
+def _planned(pipeline: PublishPipeline) -> JsonObject:
+    """The plan as API.md §4 shows it: phases with their calls, entries with their diffs."""
+    calls = calls_per_phase(pipeline.pipeline_id, pipeline.entries.values(), DELETE_PAGE_SIZE)
+    return {
+        "pipeline_id": pipeline.pipeline_id,
+        "workspace": pipeline.workspace_id,
+        "user": pipeline.user,
+        "state": pipeline.state,
+        "main_version": pipeline.main_version,
+        "draft_version": pipeline.draft_version,
+        "phases": [
+            {"phase": p, "entries": len(pipeline.entries_of(p)), "calls": calls[p]}
+            for p in pipeline.phases
+        ],
+        "estimated_calls": sum(calls.values()),
+        "on_upstream_change": pipeline.on_upstream_change,
+        "entries": [entry.planned() for entry in pipeline.entries.values()],
+    }
 
 
 async def _run_reply(s: Services, request: Request, pipeline_id: str, state: str) -> Response:
@@ -53,7 +83,12 @@ async def publish(request: Request) -> Response:
     s = Services.of(request)
     ws, user = draft_params(request)
     await s.guard(request, "publish", ws)
-    pipeline = await run_in_threadpool(s.app.publish, ws, user)
+    options = await parse_optional(request, m.PlanOptions)
+    pipeline = await run_in_threadpool(
+        partial(
+            s.app.publish, ws, user, on_upstream_change=UpstreamPolicy(options.on_upstream_change)
+        )
+    )
     return await _run_reply(s, request, pipeline.pipeline_id, pipeline.state)
 
 
@@ -119,13 +154,13 @@ DRAFT = "/workspaces/{ws}/drafts/{user}"
 PIPELINE = "/pipelines/{pipeline_id}"
 
 ENDPOINTS = [
-    Endpoint("POST", DRAFT + "/plans", plan, "Plan a publish", None, {201: m.PlanOut}),
+    Endpoint("POST", DRAFT + "/plans", plan, "Plan a publish", m.PlanOptions, {201: m.PlanOut}),
     Endpoint(
         "POST",
         DRAFT + "/publish",
         publish,
         "Plan and run",
-        None,
+        m.PlanOptions,
         {202: m.RunAccepted, 200: m.PipelineStatusBody},
         (409,),
         (WAIT,),

@@ -1,32 +1,25 @@
 """The running service's parts, as the HTTP handlers use them.
 
 Built by ``interfaces.bootstrap``; nothing here connects or starts anything on
-import. Pulls started in the background are owned here so that shutdown can
-cancel them in one place.
+import. Runs and pulls are the workers' (any process's): a handler that waits
+for one watches its aggregate.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from application.app import PublishdApplication
-from application.connector import Connector
-from application.pull import run_pull
 from application.queries import Queries
 from application.views import PipelineStatus
 from application.worker import Worker
 from domain.pull import Pull
-from domain.workspace import Workspace
 from infrastructure.postgres.tokens import Principal
-
-log = logging.getLogger(__name__)
-
 
 Authenticate = Callable[[Request], Awaitable[Principal]]
 Authorize = Callable[[Principal, str, str | None], None]
@@ -36,12 +29,10 @@ Authorize = Callable[[Principal, str, str | None], None]
 class Services:
     app: PublishdApplication
     queries: Queries
-    connector_for: Callable[[Workspace], Connector]
     authenticate: Authenticate
     authorize: Authorize
     worker: Worker | None = None
     wait_timeout_s: float = 600.0
-    _pulls: set[asyncio.Task[Pull]] = field(default_factory=set)
 
     @staticmethod
     def of(request: Request) -> Services:
@@ -70,34 +61,21 @@ class Services:
         if self.worker is not None:
             self.worker.wake()
 
-    def start_background_pull(self, pull_id: str) -> None:
-        task = asyncio.create_task(self.pull_now(pull_id))
-        self._pulls.add(task)
-        task.add_done_callback(self._pulls.discard)
-
-    async def pull_now(self, pull_id: str) -> Pull:
-        pull = await run_in_threadpool(self.app.pull, pull_id)
-        workspace = await run_in_threadpool(self.app.workspace, pull.workspace_id)
-        try:
-            return await run_pull(self.app, pull_id, self.connector_for(workspace))
-        except Exception:
-            log.exception("pull %s failed", pull_id)
-            return await run_in_threadpool(self.app.pull, pull_id)
-
-    async def wait_for_end(self, pipeline_id: str) -> PipelineStatus:
-        """Wait until the pipeline reaches a terminal state; return its status."""
+    async def _until_terminal(self, is_terminal: Callable[[], bool]) -> None:
+        """Poll the aggregate (the worker may be in another process) until it ends or time's up."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait_timeout_s
         delay = 0.01
-        while True:
-            pipeline = await run_in_threadpool(self.app.pipeline, pipeline_id)
-            if pipeline.is_terminal or loop.time() > deadline:
-                break
-            await asyncio.sleep(delay)  # polling the aggregate: the worker may be elsewhere
+        while not await run_in_threadpool(is_terminal) and loop.time() <= deadline:
+            await asyncio.sleep(delay)
             delay = min(delay * 2, 0.2)
+
+    async def wait_for_end(self, pipeline_id: str) -> PipelineStatus:
+        """Wait until the pipeline reaches a terminal state; return its status."""
+        await self._until_terminal(lambda: self.app.pipeline(pipeline_id).is_terminal)
         return await run_in_threadpool(self.queries.pipeline_status, pipeline_id)
 
-    async def aclose(self) -> None:
-        for task in list(self._pulls):
-            task.cancel()
-        await asyncio.gather(*self._pulls, return_exceptions=True)
+    async def wait_for_pull(self, pull_id: str) -> Pull:
+        """Wait until the pull completes or fails (or the deadline passes); the pull then."""
+        await self._until_terminal(lambda: self.app.pull(pull_id).is_terminal)
+        return await run_in_threadpool(self.app.pull, pull_id)

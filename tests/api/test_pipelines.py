@@ -66,8 +66,37 @@ def test_plan_all_four_phases_in_order(api: Publishd, ws: str) -> None:
 def test_plan_only_phases_that_have_entries(api: Publishd, ws: str) -> None:
     write(api, ws, "authors/tolstoy.json", {"name": "Tolstoy", "slug": "tolstoy"})
     planned = plan(api, ws)
-    assert planned["phases"] == [{"phase": "create", "entries": 1}]
+    assert planned["phases"] == [{"phase": "create", "entries": 1, "calls": 1}]
+    assert planned["estimated_calls"] == 1
     assert [e["path"] for e in planned["entries"]] == ["authors/tolstoy.json"]
+    assert planned["entries"][0]["diff"] == [
+        {"field": "name", "before": None, "after": "Tolstoy"},
+        {"field": "slug", "before": None, "after": "tolstoy"},
+    ]
+
+
+def test_a_plan_shows_each_edit_as_main_before_and_the_value_sent(api: Publishd, ws: str) -> None:
+    write(api, ws, "authors/tolstoy.json", {"name": "Tolstoy", "slug": "tolstoy"})
+    api.ok("POST", f"/pipelines/{plan(api, ws)['pipeline_id']}/run?wait=true")
+    on_main = api.ok("GET", f"/workspaces/{ws}/files/authors/tolstoy.json")
+    write(api, ws, "authors/tolstoy.json", {**on_main, "name": "Lev Tolstoy"})
+    for n in range(3):
+        write(api, ws, f"authors/a{n}.json", {"name": f"A{n}", "slug": f"a{n}"})
+
+    planned = api.ok(
+        "POST", f"{draft_url(ws)}/plans", json={"on_upstream_change": "overwrite"}, status=201
+    )
+
+    assert planned["on_upstream_change"] == "overwrite"
+    assert planned["phases"] == [
+        {"phase": "edit", "entries": 1, "calls": 1},
+        {"phase": "create", "entries": 3, "calls": 3},
+    ]
+    assert planned["estimated_calls"] == 4
+    edit = next(e for e in planned["entries"] if e["phase"] == "edit")
+    assert edit["diff"] == [{"field": "name", "before": "Tolstoy", "after": "Lev Tolstoy"}]
+    bad = api.post(f"{draft_url(ws)}/plans", json={"on_upstream_change": "sometimes"})
+    assert_error(bad, 422, "invalid_request")
 
 
 def test_plan_errors(api: Publishd, ws: str) -> None:

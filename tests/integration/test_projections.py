@@ -20,6 +20,7 @@ from eventsourcing.application import Application
 from domain.draft import Draft
 from domain.pipeline import PublishPipeline
 from domain.plan import PlanEntry
+from domain.pull import Pull
 from domain.schema import FolderSchema
 from domain.workspace import MainChange, Workspace
 from infrastructure.postgres.database import Database
@@ -38,6 +39,7 @@ TABLES = (
     "pipeline_status",
     "pipeline_errors",
     "pipeline_entries",
+    "pull_status",
 )
 
 
@@ -247,6 +249,55 @@ def test_rebuild_gives_identical_tables_and_verify_finds_drift(
         report = verify(database, schema)
         assert set(report.differences) == {"main_files"}
         assert report.differences["main_files"].only_live == 1
+
+
+def test_pulls_are_projected_live_and_rebuilt_alike(database: Database, schema: str) -> None:
+    """Then a rebuild with no runner anywhere replays PullStatus itself, to the same rows."""
+    app = store(database, schema)
+    lease = timedelta(seconds=30)
+
+    def started(workspace: str, scope: dict[str, Any] | None = None) -> Pull:
+        pull = Pull(str(uuid.uuid4()), workspace, ["books"], scope)
+        pull.claim("w", pull.modified_on, lease)
+        app.save(pull)
+        return pull
+
+    done = started("lib")
+    counts = {"created": 2, "updated": 1, "unchanged": 0, "deleted": 1}
+    done.record_page("w", "books", 0, counts, offset=0, listed=["b1", "b2", "b3"], done=True)
+    done.complete("w")
+    app.save(done)
+    named = started("lib", {"records": [{"folder": "books", "record_id": "b1"}]})
+    elsewhere = started("other")
+    with projecting(database, schema) as views:
+        assert views.wait_for_position(head(app), 10)
+        assert views.pull_status(done.pull_id) == {
+            "pull_id": done.pull_id,
+            "workspace": "lib",
+            "scope": {"folders": ["books"]},
+            "state": "completed",
+            **counts,
+            "error": None,
+            "started_at": done.created_on.isoformat(),
+            "finished_at": done.modified_on.isoformat(),
+        }
+        assert views.runnable_pulls() == [named.pull_id, elsewhere.pull_id]
+        assert [p["pull_id"] for p in views.list_pulls("lib")] == [named.pull_id, done.pull_id]
+        named.fail("w", "the service is gone")
+        app.save(named)
+        assert views.wait_for_position(head(app), 10)
+        assert views.runnable_pulls() == [elsewhere.pull_id]
+        failed = views.pull_status(named.pull_id)
+        assert failed is not None
+        assert (failed["state"], failed["error"]) == ("failed", "the service is gone")
+        assert failed["scope"] == {"records": [{"folder": "books", "record_id": "b1"}]}
+    before = snapshot(database, schema)
+    assert len(before["pull_status"]) == 3
+    rebuild(database, schema, timeout=30)
+    assert snapshot(database, schema) == before
+    rebuild(database, schema, "pull_status", timeout=30)
+    assert snapshot(database, schema) == before
+    assert verify(database, schema).ok
 
 
 def test_one_leader_per_projection_and_takeover(database: Database, schema: str) -> None:

@@ -326,3 +326,37 @@ def test_processes_starting_together_all_create_the_tables(database: Database, s
     for process in starters:
         process.join(90)
     assert [p.exitcode for p in starters] == [0, 0, 0, 0]
+
+
+def _save_without_creating_tables(url: str, schema: str, lines: list[int], ids: Any) -> None:
+    database = from_url(url)
+    app = RecorderTestApp(env={**database.eventsourcing_env(schema), "CREATE_TABLE": "n"})
+    try:
+        for count in lines:
+            ledger = Ledger(name=f"from a process that created nothing: {count}")
+            ledger.add("x", count)
+            app.save(ledger)
+            ids.put(str(ledger.id))
+    finally:
+        app.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_process_that_did_not_create_the_tables_saves_events(
+    app: RecorderTestApp, database: Database, schema: str
+) -> None:
+    """The tables exist (``app`` created them); a worker started with
+    ``CREATE_TABLE=n`` must save through both insert paths, small and COPY."""
+    lines = [2, COPY_THRESHOLD + 10]
+    ctx = multiprocessing.get_context("spawn")
+    ids = ctx.Queue()
+    child = ctx.Process(
+        target=_save_without_creating_tables, args=(database.conninfo, schema, lines, ids)
+    )
+    child.start()
+    child.join(90)
+    assert child.exitcode == 0
+
+    for count in lines:
+        ledger: Ledger = app.repository.get(UUID(ids.get(timeout=10)))
+        assert ledger.lines == [f"x-{i}" for i in range(count)]

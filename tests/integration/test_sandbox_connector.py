@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from application.connector import EntryRejected, FatalConnectorError, TransientFailure
-from infrastructure.connectors.sandbox import SandboxConnector, TokenBucket
+from infrastructure.connectors.rate_limit import TokenBucket
+from infrastructure.connectors.sandbox import SandboxConnector
 from infrastructure.sandbox.app import create_app
 from infrastructure.sandbox.faults import FaultConfig
 from tests.support.servers import running_server

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from application.app import PublishdApplication
 from application.projections import PROJECTION_NAMES
+from application.projections.memory.projector import projected_events
 from application.views import Views
 from domain.errors import StalePlan
+from domain.pull import Pull
 from infrastructure.postgres.database import Database
 from infrastructure.postgres.projections.runner import run_projections
 from infrastructure.postgres.projections.views import PostgresViews
@@ -28,6 +30,7 @@ from tests.support.library import USER, WORKSPACE, Library, memory_app
 
 OLD_MAN = {"id": "b1", "title": "Old Man", "slug": "old-man", "author": "a1"}
 DALLOWAY = {"id": "b2", "title": "Dalloway", "slug": "dalloway", "author": "a2"}
+RECORD = {"folder": "books", "record_id": "b1"}
 
 
 @pytest.fixture(params=["memory", "postgres"])
@@ -74,22 +77,25 @@ def ref(branch: str, source: str, filename: str | None, record_id: str | None) -
 class TestViewsContract:
     def test_main_contents_paths_and_folder_index(self, library: Library) -> None:
         views = read(library)
+        # as pulled: the record's fields plus its server-computed version
+        books = library.connector.records["books"]
+        old_man, dalloway = ({**c, **books[str(c["id"])].computed} for c in (OLD_MAN, DALLOWAY))
         wanted = ["books/old-man.json", "books/dalloway.json", "books/nope.json"]
         assert views.main_contents(WORKSPACE, wanted) == {
-            "books/old-man.json": OLD_MAN,
-            "books/dalloway.json": DALLOWAY,
+            "books/old-man.json": old_man,
+            "books/dalloway.json": dalloway,
         }
         assert views.main_contents(WORKSPACE, []) == {}
         assert views.main_contents("elsewhere", wanted) == {}
-        assert views.main_file(WORKSPACE, "books/old-man.json") == OLD_MAN
+        assert views.main_file(WORKSPACE, "books/old-man.json") == old_man
         assert views.main_file(WORKSPACE, "books/nope.json") is None
         assert views.main_paths_exist(WORKSPACE, wanted) == {
             "books/old-man.json",
             "books/dalloway.json",
         }
         assert views.main_folder_index(WORKSPACE, "books") == {
-            "b1": ("old-man.json", OLD_MAN),
-            "b2": ("dalloway.json", DALLOWAY),
+            "b1": ("old-man.json", old_man),
+            "b2": ("dalloway.json", dalloway),
         }
         assert views.main_folder_index(WORKSPACE, "menus") == {}
 
@@ -146,7 +152,13 @@ class TestViewsContract:
         assert views.file_index_by_filename(WORKSPACE, "authors", "old-man.json") is None
 
         library.pull()  # nothing changed upstream: every record is seen again
-        seen_at = library.app.workspace(WORKSPACE).modified_on.isoformat()
+        notifications = library.app.recorder.select_notifications(1, 100_000)
+        [*_, seen] = (
+            e
+            for e in projected_events(notifications)
+            if e.name == "RecordsSeen" and e.data["folder"] == "books"
+        )
+        seen_at = seen.timestamp
         views = read(library)
         again = views.file_index_by_record(WORKSPACE, "books", "b1")
         assert again == {**first, "last_seen_at": seen_at}
@@ -352,6 +364,76 @@ class TestViewsContract:
         [error] = status["errors"]
         assert (error["path"], error["phase"]) == (None, None)
         assert error["message"].startswith("the draft moved from version 2 to 3")
+
+    def test_pulls_status_list_and_runnable(self, library: Library) -> None:
+        app = library.app
+        [first] = read(library).list_pulls(WORKSPACE)  # the pull of ``setup``
+        library.connector.records["books"].pop("b2")  # deleted upstream
+        second = library.pull()
+        running = Pull(app.new_id(), WORKSPACE, ["books"], {"records": [RECORD]})
+        elsewhere = Pull(app.new_id(), "elsewhere", ["books"])
+        app.save(running, elsewhere)
+        views = read(library)
+        status = views.pull_status(second.pull_id)
+        assert status == {
+            "pull_id": second.pull_id,
+            "workspace": WORKSPACE,
+            "scope": {"folders": ["authors", "books"]},
+            "state": "completed",
+            "created": 0,
+            "updated": 0,
+            "unchanged": 3,
+            "deleted": 1,
+            "error": None,
+            "started_at": second.created_on.isoformat(),
+            "finished_at": second.modified_on.isoformat(),
+        }
+        assert (first["state"], first["created"], first["finished_at"] is not None) == (
+            "completed",
+            4,
+            True,
+        )
+        assert views.pull_status(running.pull_id) == {
+            "pull_id": running.pull_id,
+            "workspace": WORKSPACE,
+            "scope": {"records": [RECORD]},
+            "state": "running",
+            "created": 0,
+            "updated": 0,
+            "unchanged": 0,
+            "deleted": 0,
+            "error": None,
+            "started_at": running.created_on.isoformat(),
+            "finished_at": None,
+        }
+        assert views.pull_status("00000000-0000-0000-0000-000000000000") is None
+
+        def ids(statuses: list[dict[str, Any]]) -> list[str]:
+            return [s["pull_id"] for s in statuses]
+
+        everything = [running.pull_id, second.pull_id, first["pull_id"]]
+        assert ids(views.list_pulls(WORKSPACE)) == everything
+        assert views.list_pulls(WORKSPACE)[1] == status
+        assert ids(views.list_pulls(WORKSPACE, limit=2)) == everything[:2]
+        assert ids(views.list_pulls(WORKSPACE, state="completed")) == everything[1:]
+        assert ids(views.list_pulls(WORKSPACE, state="failed")) == []
+        assert ids(views.list_pulls("nowhere")) == []
+        assert views.runnable_pulls() == [running.pull_id, elsewhere.pull_id]
+        assert views.runnable_pulls(limit=1) == [running.pull_id]
+
+        running.claim("w", running.modified_on, timedelta(seconds=30))
+        running.fail("w", "the service is gone")
+        app.save(running)
+        views = read(library)
+        assert views.runnable_pulls() == [elsewhere.pull_id]
+        failed = views.pull_status(running.pull_id)
+        assert failed is not None
+        assert (failed["state"], failed["error"], failed["finished_at"]) == (
+            "failed",
+            "the service is gone",
+            running.modified_on.isoformat(),
+        )
+        assert ids(views.list_pulls(WORKSPACE, state="failed")) == [running.pull_id]
 
     def test_positions(self, library: Library) -> None:
         views = library.app.views

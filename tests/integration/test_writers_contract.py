@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
@@ -28,6 +29,7 @@ from application.projections.memory.projector import MemoryProjector, projected_
 from application.projections.memory.writers import MemoryTables
 from domain.draft import Draft
 from domain.errors import StalePlan
+from domain.pull import Pull
 from domain.schema import FolderSchema
 from domain.workspace import MainChange, Workspace
 from infrastructure.postgres.database import Database
@@ -42,9 +44,10 @@ BOOKS = {"fields": [{"name": "author", "reference": True, "referenceTarget": "au
 _TIMESTAMPS = {
     "file_index": (4,),
     "pipeline_status": (11, 12, 13, 14),
+    "pull_status": (9, 10, 11),
 }
 """The ``timestamptz`` columns of each table, by position."""
-_JSON = {"file_reference_schemas": 2, "main_files": 4, "draft_files": 3}
+_JSON = {"file_reference_schemas": 2, "main_files": 4, "draft_files": 3, "pull_status": 2}
 """The ``jsonb`` column of each table, by position."""
 
 
@@ -90,6 +93,7 @@ def memory_rows(tables: MemoryTables) -> Rows:
         "pipeline_status": _normalised("pipeline_status", list(tables.status.values())),
         "pipeline_errors": _normalised("pipeline_errors", list(tables.errors.values())),
         "pipeline_entries": _normalised("pipeline_entries", list(tables.entries.values())),
+        "pull_status": _normalised("pull_status", list(tables.pulls.values())),
     }
 
 
@@ -217,7 +221,7 @@ class TestWritersContract:
         ann.write_file("books/4.json", {"n": 4})
         ann.delete_file("books/old.json", on_main=True)
         ann.write_file("books/5.json", {"n": 5})
-        ann.rebase("p", ["books/5.json"])
+        ann.rebase("p", ["books/5.json"], dict(ann.changes))
         log.save(ann, bob)
 
         rows = writers.feed(log.events())
@@ -346,3 +350,47 @@ class TestWritersContract:
             "stale",
         ]
         assert {r[4] for r in rows["pipeline_entries"]} == {"published", "planned"}
+
+    def test_pull_status(self, writers: BothWriters) -> None:
+        """Pulls of folders and of named records, completed, failed and running, across feeds
+        (a stored row then changes); the totals a pull completes with replace its pages' sum."""
+        log = EventLog()
+        lease = timedelta(seconds=5)
+
+        def pull(folders: list[str], scope: dict[str, Any] | None = None) -> Pull:
+            started = Pull(str(uuid.uuid4()), "lib", folders, scope)
+            started.claim("w", started.modified_on, lease)
+            return started
+
+        def page(p: Pull, folder: str, n: int, counts: list[int], done: bool) -> None:
+            named = dict(zip(("created", "updated", "unchanged", "deleted"), counts, strict=True))
+            p.record_page("w", folder, n, named, offset=n, listed=[f"r{n}"], done=done)
+
+        whole = pull(["authors", "books"])
+        page(whole, "authors", 0, [2, 0, 1, 0], True)
+        page(whole, "books", 0, [1, 1, 0, 0], False)
+        named = pull(["books"], {"records": [{"folder": "books", "record_id": "b1"}]})
+        page(named, "books", 0, [0, 1, 0, 1], True)
+        named.complete("w")
+        failing = pull(["books"])
+        page(failing, "books", 0, [1, 0, 0, 0], False)
+        failing.fail("w", "503 from the service")
+        log.save(whole, named, failing)
+        rows = writers.feed(log.events())
+        by_id = {r[0]: r for r in rows["pull_status"]}
+        assert by_id[whole.pull_id][3:9] == ("running", 3, 1, 1, 0, None)
+        assert by_id[named.pull_id][3:9] == ("completed", 0, 1, 0, 1, None)
+        assert by_id[failing.pull_id][3:9] == ("failed", 1, 0, 0, 0, "503 from the service")
+        assert by_id[failing.pull_id][10] is not None  # finished_at
+
+        whole.claim("w", whole.modified_on, lease)
+        page(whole, "books", 1, [0, 0, 4, 1], True)
+        whole.complete("w")
+        log.save(whole)
+        events = log.events()
+        totals = {"created": 3, "updated": 1, "unchanged": 5, "deleted": 2}
+        events[-1] = msgspec.structs.replace(events[-1], data={"counts": totals})
+        rows = writers.feed(events)
+        by_id = {r[0]: r for r in rows["pull_status"]}
+        assert by_id[whole.pull_id][3:9] == ("completed", 3, 1, 5, 2, None)
+        assert json.loads(by_id[whole.pull_id][2]) == {"folders": ["authors", "books"]}

@@ -6,6 +6,12 @@ of the run engine on every call: the intent naming the call's idempotency key
 is already in the event store. Tests steer it with ``refuse`` (reject some
 records), ``on_call`` (act while a run is in flight, e.g. cancel it) and
 ``release`` (hold calls in flight).
+
+Like the sandbox, every write gives the record a new ``lastUpdated`` (the
+port's ``version_field``; here ``v1``, ``v2``, ... from one counter, so a
+version never repeats), and an update with ``if_match`` naming another version
+raises ``PreconditionFailed`` and writes nothing. ``seed`` an existing record
+again to stage an edit made directly in the service.
 """
 
 from __future__ import annotations
@@ -19,7 +25,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from application.app import PublishdApplication
-from application.connector import Connector, EntryRejected, Record, RecordPage
+from application.connector import (
+    Connector,
+    EntryRejected,
+    PreconditionFailed,
+    Record,
+    RecordPage,
+)
 
 
 class CheckingConnector(Connector):
@@ -33,6 +45,7 @@ class CheckingConnector(Connector):
         """folder -> record id -> record, in creation order."""
         self.created_by_key: dict[str, Record] = {}
         self._new_ids = itertools.count(1)
+        self._versions = itertools.count(1)
         self.calls: list[str] = []
         """The idempotency key of every call, in the order they went out."""
         self.unannounced: list[str] = []
@@ -81,20 +94,30 @@ class CheckingConnector(Connector):
                 return self.created_by_key[idempotency_key]
             self._check(folder, fields)
             records = self.records.setdefault(folder, {})
-            record = Record(id=f"r-{next(self._new_ids)}", field_data=dict(fields))
+            record = self._versioned(f"r-{next(self._new_ids)}", dict(fields))
             records[record.id] = self.created_by_key[idempotency_key] = record
             return record
 
     async def update(
-        self, folder: str, record_id: str, fields: dict[str, Any], idempotency_key: str
+        self,
+        folder: str,
+        record_id: str,
+        fields: dict[str, Any],
+        idempotency_key: str,
+        *,
+        if_match: str | None = None,
     ) -> Record:
         async with self._call(idempotency_key):
-            self._check(folder, fields)
             records = self.records.setdefault(folder, {})
             old = records.get(record_id)
             if old is None:
                 raise EntryRejected(f"no record {record_id} in {folder}", status=404)
-            record = Record(id=record_id, field_data={**old.field_data, **fields})
+            current = old.computed["lastUpdated"]
+            if if_match is not None and if_match != current:
+                message = f"{record_id} in {folder} changed since {if_match}"
+                raise PreconditionFailed(message, status=412, details={"lastUpdated": current})
+            self._check(folder, fields)
+            record = self._versioned(record_id, {**old.field_data, **fields})
             records[record_id] = record
             return record
 
@@ -109,6 +132,13 @@ class CheckingConnector(Connector):
         records = list(self.records.get(folder, {}).values())
         return RecordPage(records[offset : offset + limit], len(records))
 
+    async def read(self, folder: str, record_id: str) -> Record | None:
+        return self.records.get(folder, {}).get(record_id)
+
     def seed(self, folder: str, record_id: str, fields: dict[str, Any]) -> None:
-        """A record that was in the service before publishd looked (pulled, not published)."""
-        self.records.setdefault(folder, {})[record_id] = Record(id=record_id, field_data=fields)
+        """A record written in the service, not by publishd: before it looked, or meanwhile."""
+        self.records.setdefault(folder, {})[record_id] = self._versioned(record_id, fields)
+
+    def _versioned(self, record_id: str, fields: dict[str, Any]) -> Record:
+        version = f"v{next(self._versions)}"
+        return Record(id=record_id, field_data=fields, computed={"lastUpdated": version})

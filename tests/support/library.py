@@ -15,7 +15,6 @@ from typing import Any
 from application.app import PublishdApplication
 from application.connector import Connector
 from application.projections.memory.views import MemoryViews
-from application.pull import run_pull
 from application.worker import Worker
 from domain.pipeline import PublishPipeline
 from domain.pull import Pull
@@ -68,8 +67,10 @@ class Library:
         self.pull()
 
     def pull(self) -> Pull:
-        pull = self.app.start_pull(WORKSPACE, None)
-        return asyncio.run(run_pull(self.app, pull.pull_id, self.connector))
+        started = self.app.start_pull(WORKSPACE, None)
+        pull = asyncio.run(self.worker().run_pull(started.pull_id))
+        assert pull is not None, "the pull's lease was taken"
+        return pull
 
     def write(self, path: str, content: dict[str, Any], user: str = USER) -> None:
         self.app.write_draft_file(WORKSPACE, user, path, content)

@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 
-from application.pull import run_pull
 from application.queries import Queries
 from domain.pipeline import PublishPipeline
 from infrastructure.postgres.database import Database
@@ -108,11 +107,10 @@ class Harness:
 
     def pull(self) -> Any:
         pull = self.app.start_pull(self.workspace, None)
-        workspace = self.app.workspace(self.workspace)
 
         async def go() -> Any:
             try:
-                return await run_pull(self.app, pull.pull_id, self.runtime.connector_for(workspace))
+                return await self.runtime.worker().run_pull(pull.pull_id)
             finally:
                 await self.runtime.aclose_connectors()
 

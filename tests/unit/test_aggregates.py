@@ -252,10 +252,24 @@ def test_draft_changes_deletes_reverts_and_rebase() -> None:
         draft.delete_file("books/nowhere.json", on_main=False)
     assert draft.changes == {"books/main.json": None}
     draft.write_file("books/c.json", {"t": 3})
-    draft.rebase("p1", ["books/main.json", "books/other.json"])
+    planned = dict(draft.changes)
+    draft.rebase("p1", ["books/main.json", "books/other.json"], planned)
     assert draft.changes == {"books/c.json": {"t": 3}}
     draft.discard()
     assert draft.changes == {}
+
+
+def test_rebase_keeps_a_path_written_again_since_the_plan() -> None:
+    draft = Draft(workspace_id="ws", user="u")
+    draft.write_file("books/a.json", {"t": 1})
+    draft.write_file("books/b.json", {"t": 1})
+    draft.delete_file("books/c.json", on_main=True)
+    planned = dict(draft.changes)
+    draft.write_file("books/a.json", {"t": 2})  # during the run
+    draft.write_file("books/b.json", {"t": 9})
+    draft.write_file("books/b.json", {"t": 1})  # and back: exactly what was planned
+    draft.rebase("p1", ["books/a.json", "books/b.json", "books/c.json"], planned)
+    assert draft.changes == {"books/a.json": {"t": 2}}
 
 
 def test_a_draft_records_a_change_that_only_json_types_tell_apart() -> None:
@@ -272,12 +286,15 @@ def test_a_draft_records_a_change_that_only_json_types_tell_apart() -> None:
 
 def test_a_pull_counts_pages_and_ends_once() -> None:
     pull = Pull(pull_id=str(uuid.uuid4()), workspace_id="ws", folders=["books"])
-    pull.record_page("books", 0, {"created": 2, "unchanged": 1})
-    pull.record_page("books", 1, {"deleted": 1})
-    pull.complete()
+    pull.claim(W, NOW, LEASE)
+    pull.record_page(
+        W, "books", 0, {"created": 2, "unchanged": 1}, offset=0, listed=["a", "b", "c"], done=False
+    )
+    pull.record_page(W, "books", 1, {"deleted": 1}, offset=3, listed=[], done=True)
+    pull.complete(W)
     assert pull.counts == {"created": 2, "updated": 0, "unchanged": 1, "deleted": 1}
     with pytest.raises(IllegalTransition):
-        pull.fail("late")
+        pull.fail(W, "late")
 
 
 # --- the pipeline's decisions of staleness, skips and calls --------------------------

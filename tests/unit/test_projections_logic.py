@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+import msgspec
 import pytest
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder, Mapper, UUIDAsHex
@@ -21,9 +22,11 @@ from application.projections.events import ProjectedEvent, decode, event_name, p
 from application.projections.memory.projector import MemoryProjector
 from application.projections.memory.writers import MemoryTables
 from application.projections.pipeline_status import counts_dict
+from application.projections.ports import PullStatusRow
 from domain.draft import Draft
 from domain.pipeline import PublishPipeline
 from domain.plan import PlanEntry
+from domain.pull import Pull
 from domain.schema import FolderSchema
 from domain.workspace import MainChange, Workspace
 
@@ -167,7 +170,7 @@ def test_drafts_write_delete_revert_discard_and_rebase() -> None:
     draft.discard()
     draft.write_file("a/4.json", {"n": 4})
     draft.write_file("a/5.json", {"n": 5})
-    draft.rebase("p", ["a/5.json"])
+    draft.rebase("p", ["a/5.json"], dict(draft.changes))
     events = recorded(draft)
     for batch in (1, 3, 1000):
         tables = MemoryTables()
@@ -233,6 +236,95 @@ def test_pipeline_status_and_entries(batch: int) -> None:
     assert row.state == "running" and row.finished_at is None and not tables.errors
     assert counts_dict(row.phases, row.counts) == p.counts()
     assert tables.entries[(p.pipeline_id, "create", "a/3.json")].status == "planned"
+
+
+PULL = "00000000-0000-0000-0000-0000000000a1"
+PAGES = {
+    "authors": {"created": 2, "updated": 0, "unchanged": 1, "deleted": 0},
+    "books": {"created": 1, "updated": 1, "unchanged": 0, "deleted": 1},
+}
+
+
+def started_pull(pull_id: str = PULL, scope: dict[str, Any] | None = None) -> Pull:
+    """A pull claimed (twice: a renewal) with one page of each folder recorded."""
+    pull = Pull(pull_id=pull_id, workspace_id="lib", folders=list(PAGES), scope=scope)
+    pull.claim("w", pull.modified_on, timedelta(seconds=5))
+    for folder, counts in PAGES.items():
+        pull.claim("w", pull.modified_on, timedelta(seconds=5))
+        pull.record_page("w", folder, 0, counts, offset=0, listed=["r"], done=True)
+    return pull
+
+
+@pytest.mark.parametrize("batch", [1, 2, 1000])
+def test_pull_status_adds_pages_and_ends_completed_or_failed(batch: int) -> None:
+    done, failed = started_pull(), started_pull("00000000-0000-0000-0000-0000000000a2")
+    done.complete("w")
+    failed.fail("w", "503 from the service")
+    events = recorded(done)
+    finished = events[-1].timestamp
+    events += recorded(failed)
+    tables = MemoryTables()
+    project(tables, events, batch)
+    first = events[0].timestamp
+    assert tables.pulls[PULL] == PullStatusRow(
+        PULL, "lib", {"folders": ["authors", "books"]}, "completed", 3, 1, 1, 1, None,
+        first, finished, finished,
+    )  # fmt: skip
+    row = tables.pulls[failed.pull_id]
+    assert (row.state, row.error, row.finished_at) == (
+        "failed",
+        "503 from the service",
+        events[-1].timestamp,
+    )
+    assert (row.created, row.updated, row.unchanged, row.deleted) == (3, 1, 1, 1)
+
+
+@pytest.mark.parametrize("batch", [1, 1000])
+def test_pull_status_takes_the_completed_totals_over_the_pages(batch: int) -> None:
+    """The totals a pull completes with are the truth, whatever its pages added up to."""
+    pull = started_pull()
+    pull.complete("w")
+    events = recorded(pull)
+    totals = {"created": 1, "updated": 2, "unchanged": 3, "deleted": 4}
+    events[-1] = msgspec.structs.replace(events[-1], data={"counts": totals})
+    tables = MemoryTables()
+    project(tables, events[:3])  # a page lands in a batch of its own
+    project(tables, events[3:], batch)
+    row = tables.pulls[PULL]
+    assert (row.state, row.created, row.updated, row.unchanged, row.deleted) == (
+        "completed",
+        1,
+        2,
+        3,
+        4,
+    )
+
+
+def test_pull_status_keeps_a_named_scope() -> None:
+    scope: dict[str, Any] = {"records": [{"folder": "books", "record_id": "b1"}]}
+    tables = MemoryTables()
+    project(tables, recorded(started_pull(scope=scope)))
+    assert (tables.pulls[PULL].scope, tables.pulls[PULL].state) == (scope, "running")
+
+
+def test_pull_status_reads_old_streams() -> None:
+    """Events recorded before scopes (and before pages named their records)."""
+    at = "2024-05-01T10:00:00+00:00"
+    started = {"pull_id": PULL, "workspace_id": "lib", "folders": ["books"]}
+    page = {"folder": "books", "page": 0, "counts": {"deleted": 1, "seen": 9}}
+    events = [
+        ProjectedEvent(1, PULL, 1, "PullStarted", at, started),
+        ProjectedEvent(2, PULL, 2, "PullPageProcessed", at, page),
+    ]
+    tables = MemoryTables()
+    project(tables, events)
+    row = tables.pulls[PULL]
+    assert (row.scope, row.state, row.created, row.deleted) == (
+        {"folders": ["books"]},
+        "running",
+        0,
+        1,
+    )
 
 
 def test_projection_logic_imports_no_infrastructure() -> None:

@@ -107,15 +107,16 @@ def lifecycle() -> list[Aggregate]:
     p.complete_phase(W, Phase.BACKFILL)
     p.finish(W)
     ws.release_publish_lock(PID)
-    draft.rebase(PID, p.published_paths())
+    draft.rebase(PID, p.published_paths(), dict(draft.changes))
     p.request_retry(main_version=p.last_main_version)
     p.claim("worker-2", NOW + 3 * LEASE, LEASE)
     p.request_cancel()
     p.confirm_cancel("worker-2")
     ws.mark_seen("pull:x", "books", ["r1"])
     pull = Pull(pull_id=PULL_ID, workspace_id="ws", folders=["books"])
-    pull.record_page("books", 0, {"created": 1})
-    pull.complete()
+    pull.claim(W, NOW, LEASE)
+    pull.record_page(W, "books", 0, {"created": 1}, offset=0, listed=["r1"], done=True)
+    pull.complete(W)
     stale = PublishPipeline(
         pipeline_id=STALE_ID,
         workspace_id="ws",

@@ -19,6 +19,7 @@ from application.projections import (
     MainFilesProjection,
     PipelineEntriesProjection,
     PipelineStatusProjection,
+    PullStatusProjection,
 )
 from application.projections.events import ProjectedEvent, decode, event_name
 from application.projections.memory.writers import (
@@ -29,6 +30,7 @@ from application.projections.memory.writers import (
     MemoryMainFiles,
     MemoryPipelineEntries,
     MemoryPipelineStatus,
+    MemoryPullStatus,
     MemoryTables,
 )
 from application.projections.ports import Projection, ProjectionContext
@@ -39,6 +41,7 @@ _MAIN_FILES = MainFilesProjection()
 _DRAFT_FILES = DraftFilesProjection()
 _PIPELINE_STATUS = PipelineStatusProjection()
 _PIPELINE_ENTRIES = PipelineEntriesProjection()
+_PULL_STATUS = PullStatusProjection()
 
 READ_EVENTS: frozenset[str] = (
     _FILE_INDEX.events
@@ -47,6 +50,7 @@ READ_EVENTS: frozenset[str] = (
     | _DRAFT_FILES.events
     | _PIPELINE_STATUS.events
     | _PIPELINE_ENTRIES.events
+    | _PULL_STATUS.events
 )
 """The events some projection reads: no other event needs decoding."""
 
@@ -54,7 +58,7 @@ READ_EVENTS: frozenset[str] = (
 class MemoryProjector:
     """Every projection with its writer over one set of tables.
 
-    The six move together (in ``PROJECTION_NAMES`` order), so one position
+    They all move together (in ``PROJECTION_NAMES`` order), so one position
     says what the tables hold.
     """
 
@@ -67,6 +71,7 @@ class MemoryProjector:
         self.draft_files = MemoryDraftFiles(tables)
         self.pipeline_status = MemoryPipelineStatus(tables)
         self.pipeline_entries = MemoryPipelineEntries(tables)
+        self.pull_status = MemoryPullStatus(tables)
 
     def apply(self, events: Sequence[ProjectedEvent]) -> None:
         """Project one batch, in notification order; each projection takes the events it reads."""
@@ -76,6 +81,7 @@ class MemoryProjector:
         _apply(_DRAFT_FILES, self.draft_files, events, self.ctx)
         _apply(_PIPELINE_STATUS, self.pipeline_status, events, self.ctx)
         _apply(_PIPELINE_ENTRIES, self.pipeline_entries, events, self.ctx)
+        _apply(_PULL_STATUS, self.pull_status, events, self.ctx)
 
 
 W = TypeVar("W")

@@ -28,7 +28,8 @@ from application.projections.memory.projector import MemoryProjector, projected_
 from application.projections.memory.writers import MemoryTables
 from application.projections.pipeline_status import counts_dict
 from application.projections.ports import StatusRow
-from application.views import FileIndexEntry, PipelineStatus, ReferenceEntry, Views
+from application.projections.pull_status import status_of
+from application.views import FileIndexEntry, PipelineStatus, PullStatus, ReferenceEntry, Views
 from domain.json_types import JsonObject
 from domain.plan import PHASES
 
@@ -282,6 +283,30 @@ class MemoryViews(Views):
             running = [row for row in tables.status.values() if row.state == "running"]
         running.sort(key=lambda row: _moment(row.created_at))
         return [row.pipeline_id for row in running[:limit]]
+
+    # --- pulls -----------------------------------------------------------------
+    def pull_status(self, pull_id: str) -> PullStatus | None:
+        with self._current() as tables:
+            row = tables.pulls.get(pull_id)
+        return None if row is None else status_of(row)
+
+    def list_pulls(
+        self, workspace: str, state: str | None = None, limit: int = 50
+    ) -> list[PullStatus]:
+        with self._current() as tables:
+            rows = [
+                row
+                for row in tables.pulls.values()
+                if row.workspace == workspace and (state is None or row.state == state)
+            ]
+        rows.sort(key=lambda r: (_moment(r.started_at), r.pull_id), reverse=True)
+        return [status_of(row) for row in rows[:limit]]
+
+    def runnable_pulls(self, limit: int = 100) -> list[str]:
+        with self._current() as tables:
+            running = [row for row in tables.pulls.values() if row.state == "running"]
+        running.sort(key=lambda r: (_moment(r.started_at), r.pull_id))
+        return [row.pull_id for row in running[:limit]]
 
     # --- read-your-writes ----------------------------------------------------------
     def position(self, projection_name: str) -> int:

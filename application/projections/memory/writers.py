@@ -28,12 +28,16 @@ from application.projections.ports import (
     PipelineEntriesWriter,
     PipelineStatusWriter,
     ProjectionContext,
+    PullStatusChange,
+    PullStatusRow,
+    PullStatusWriter,
     ReferenceRow,
     SeenRow,
     SourceKey,
     StatusChange,
     StatusRow,
 )
+from application.projections.pull_status import COUNTS
 from domain.json_types import JsonObject
 
 
@@ -49,6 +53,7 @@ class MemoryTables:
     entries: dict[tuple[str, str, str], EntryRow] = field(default_factory=dict)
     status: dict[str, StatusRow] = field(default_factory=dict)
     errors: dict[tuple[str, str, str], ErrorRow] = field(default_factory=dict)
+    pulls: dict[str, PullStatusRow] = field(default_factory=dict)
 
     def resolve(self, ref: ReferenceRow) -> ReferenceRow:
         """Fill the target column the file did not write, from FileIndex."""
@@ -231,3 +236,31 @@ class MemoryPipelineStatus(PipelineStatusWriter):
                 counts[slot(phase, error.status)] -= 1
         if row is not None:
             self.tables.status[pipeline_id] = row._replace(counts=counts)
+
+
+class MemoryPullStatus(PullStatusWriter):
+    def __init__(self, tables: MemoryTables) -> None:
+        self.tables = tables
+
+    def write(self, rows: Sequence[PullStatusRow], changes: Sequence[PullStatusChange]) -> None:
+        pulls = self.tables.pulls
+        for row in rows:
+            pulls.setdefault(row.pull_id, row)
+        for c in changes:
+            old = pulls.get(c.pull_id)
+            if old is None:
+                continue
+            base = [0] * len(COUNTS) if c.totals else [getattr(old, n) for n in COUNTS]
+            created, updated, unchanged, deleted = (
+                a + b for a, b in zip(base, c.counts, strict=True)
+            )
+            pulls[c.pull_id] = old._replace(
+                state=c.state or old.state,
+                created=created,
+                updated=updated,
+                unchanged=unchanged,
+                deleted=deleted,
+                error=c.error if c.set_error else old.error,
+                finished_at=c.finished_at if c.set_finished_at else old.finished_at,
+                updated_at=c.updated_at,
+            )

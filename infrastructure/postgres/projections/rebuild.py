@@ -44,7 +44,7 @@ def reset(conn: Conn, tables: ProjectionTables, names: Sequence[str]) -> None:
 REBUILD_GROUPS: tuple[tuple[str, ...], ...] = (
     ("file_index", "file_reference"),
     ("main_files", "draft_files"),
-    ("pipeline_status", "pipeline_entries"),
+    ("pipeline_status", "pipeline_entries", "pull_status"),
 )
 """Projections replayed together on one connection; the groups run side by side.
 

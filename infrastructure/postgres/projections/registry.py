@@ -17,6 +17,7 @@ from application.projections import (
     MainFilesProjection,
     PipelineEntriesProjection,
     PipelineStatusProjection,
+    PullStatusProjection,
 )
 from application.projections.ports import Projection
 from infrastructure.postgres.projections.context import ProjectionCaches
@@ -26,6 +27,7 @@ from infrastructure.postgres.projections.file_reference import PostgresFileRefer
 from infrastructure.postgres.projections.main_files import PostgresMainFiles
 from infrastructure.postgres.projections.pipeline_entries import PostgresPipelineEntries
 from infrastructure.postgres.projections.pipeline_status import PostgresPipelineStatus
+from infrastructure.postgres.projections.pull_status import PostgresPullStatus
 from infrastructure.postgres.projections.tables import Conn, ProjectionTables
 
 WriterFactory = Callable[[Conn, ProjectionTables, ProjectionCaches], Any]
@@ -64,5 +66,8 @@ PROJECTIONS: dict[str, RegisteredProjection] = {
         PipelineEntriesProjection(),
         lambda c, t, _: PostgresPipelineEntries(c, t),
         ("pipeline_entries",),
+    ),
+    PullStatusProjection.name: RegisteredProjection(
+        PullStatusProjection(), lambda c, t, _: PostgresPullStatus(c, t), ("pull_status",)
     ),
 }

@@ -26,6 +26,7 @@ VIEW_TABLES = (
     "pipeline_status",
     "pipeline_errors",
     "pipeline_entries",
+    "pull_status",
 )
 """Each owned by one projection (see ``registry``)."""
 ALL_TABLES = (TRACKING, *SHARED, *VIEW_TABLES)
@@ -79,6 +80,15 @@ _DDL: tuple[LiteralString, ...] = (
     " pipeline_id text NOT NULL, phase text NOT NULL, path text NOT NULL, seq bigint NOT NULL,"
     " status text NOT NULL, record_id text, error text,"
     " PRIMARY KEY (pipeline_id, phase, path))",
+    "CREATE TABLE IF NOT EXISTS {pull_status} ("
+    " pull_id text PRIMARY KEY, workspace text NOT NULL, scope jsonb NOT NULL,"
+    " state text NOT NULL, created bigint NOT NULL, updated bigint NOT NULL,"
+    " unchanged bigint NOT NULL, deleted bigint NOT NULL, error text,"
+    " started_at timestamptz NOT NULL, finished_at timestamptz, updated_at timestamptz NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS {pull_status_ws_idx}"
+    " ON {pull_status} (workspace, started_at DESC, pull_id DESC)",
+    "CREATE INDEX IF NOT EXISTS {pull_status_running_idx}"
+    " ON {pull_status} (started_at, pull_id) WHERE state = 'running'",
 )
 
 _INDEXES = (
@@ -89,6 +99,8 @@ _INDEXES = (
     "pipeline_status_ws_idx",
     "pipeline_status_created_idx",
     "pipeline_status_state_idx",
+    "pull_status_ws_idx",
+    "pull_status_running_idx",
 )
 
 

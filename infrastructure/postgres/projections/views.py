@@ -18,7 +18,7 @@ from psycopg_pool import ConnectionPool
 
 from application.projections import PROJECTION_NAMES
 from application.projections.pipeline_status import counts_dict
-from application.views import FileIndexEntry, PipelineStatus, ReferenceEntry, Views
+from application.views import FileIndexEntry, PipelineStatus, PullStatus, ReferenceEntry, Views
 from domain.json_types import JsonObject
 from domain.plan import PHASES
 from infrastructure.postgres.database import Database
@@ -30,6 +30,10 @@ _STATUS = (
     " 'message', e.message) ORDER BY array_position(%s::text[], e.phase), e.path), '[]')"
     " FROM {pipeline_errors} e WHERE e.pipeline_id = s.pipeline_id) AS errors"
     " FROM {pipeline_status} s"
+)
+_PULL = (
+    "SELECT pull_id, workspace, scope, state, created, updated, unchanged, deleted, error,"
+    " started_at, finished_at FROM {pull_status}"
 )
 _PHASES = [str(phase) for phase in PHASES]
 """Phase order for SQL (``array_position``), as plain text."""
@@ -232,6 +236,37 @@ class PostgresViews(Views):
         rows = self._all(
             "SELECT pipeline_id FROM {pipeline_status} WHERE state = 'running'"
             " ORDER BY created_at LIMIT %s",
+            (limit,),
+        )
+        return [row[0] for row in rows]
+
+    # --- pulls -----------------------------------------------------------------
+    @staticmethod
+    def _pull(row: dict[str, Any]) -> PullStatus:
+        return {
+            **row,
+            "started_at": _iso(row["started_at"]),
+            "finished_at": _iso(row["finished_at"]),
+        }
+
+    def pull_status(self, pull_id: str) -> PullStatus | None:
+        rows = self._dicts(_PULL + " WHERE pull_id = %s", (pull_id,))
+        return self._pull(rows[0]) if rows else None
+
+    def list_pulls(
+        self, workspace: str, state: str | None = None, limit: int = 50
+    ) -> list[PullStatus]:
+        rows = self._dicts(
+            _PULL + " WHERE workspace = %s AND (%s::text IS NULL OR state = %s)"
+            " ORDER BY started_at DESC, pull_id DESC LIMIT %s",
+            (workspace, state, state, limit),
+        )
+        return [self._pull(row) for row in rows]
+
+    def runnable_pulls(self, limit: int = 100) -> list[str]:
+        rows = self._all(
+            "SELECT pull_id FROM {pull_status} WHERE state = 'running'"
+            " ORDER BY started_at, pull_id LIMIT %s",
             (limit,),
         )
         return [row[0] for row in rows]

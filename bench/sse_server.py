@@ -1,0 +1,77 @@
+"""The stream server of ``bench.sse``: the streams app alone, in its own process.
+
+Its own process so that the benchmark's client and writers never share its
+GIL; the parent binds the listening socket, so clients may connect before
+uvicorn is up (their connections queue in the backlog).
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from typing import Any
+
+from infrastructure.postgres.database import Database
+from infrastructure.postgres.tokens import TokenStore
+
+
+def serve(fd: int, conninfo: str, schema: str, table: str) -> None:
+    """Run in the subprocess: the streams app on an inherited listening socket."""
+    from contextlib import asynccontextmanager
+
+    import uvicorn
+    from starlette.applications import Starlette
+
+    from infrastructure.postgres.feed.event_feed import EventFeed
+    from interfaces.http.auth import Authenticator
+    from interfaces.http.errors import install_error_handlers
+    from interfaces.http.streams import stream_routes
+
+    feed = EventFeed(conninfo, schema=schema, table=table, pool_size=8)
+    tokens = TokenStore(conninfo, schema)
+    authenticator = Authenticator(tokens, cache_seconds=60)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> Any:
+        tokens.open()
+        await feed.start()
+        yield
+        await feed.aclose()
+        tokens.close()
+
+    app = Starlette(routes=stream_routes(feed, authenticator), lifespan=lifespan)
+    install_error_handlers(app)
+    uvicorn.run(
+        app, fd=fd, log_level="warning", access_log=False, backlog=2048, timeout_graceful_shutdown=1
+    )
+
+
+class Server:
+    def __init__(self, database: Database, schema: str, table: str) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(2048)  # connections queue here until uvicorn accepts them
+        self.port = self.sock.getsockname()[1]
+        fd = self.sock.fileno()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.sse_server",
+                str(fd),
+                database.conninfo,
+                schema,
+                table,
+            ],
+            pass_fds=[fd],
+        )
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.sock.close()
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]), *sys.argv[2:5])
