@@ -96,9 +96,7 @@ class PublishdApplication(Application[UUID]):
         if target and not self.views.wait_for_position(target, READ_TIMEOUT_S):
             raise TimeoutError(f"projections did not reach position {target} in time")
 
-    def load(
-        self, aggregate_id: UUID | str, cls: type[T], version: int | None = None
-    ) -> T | None:
+    def load(self, aggregate_id: UUID | str, cls: type[T], version: int | None = None) -> T | None:
         """The aggregate of that id and class (as it was at ``version``), or None.
 
         None also for a malformed id.

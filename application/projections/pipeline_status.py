@@ -21,6 +21,7 @@ from application.projections.ports import (
     StatusChange,
     StatusRow,
 )
+from domain.json_types import JsonObject
 from domain.plan import PHASES
 
 SLOTS = ("total", "published", "failed", "skipped")
@@ -161,7 +162,15 @@ class PipelineStatusProjection(Projection[PipelineStatusWriter]):
                 if status != "published":
                     message = data.get("error", data.get("reason")) or ""
                     key = (pid, data["phase"], data["path"])
-                    batch.errors[key] = ErrorRow(pid, data["phase"], data["path"], status, message)
+                    batch.errors[key] = ErrorRow(
+                        pid,
+                        data["phase"],
+                        data["path"],
+                        status,
+                        message,
+                        error_code(status, data),
+                        data.get("details"),
+                    )
             elif name == "RetryRequested":
                 batch.flush()
                 writer.reset(pid, [split_entry_key(k) for k in data["entries"]])
@@ -191,3 +200,15 @@ class PipelineStatusProjection(Projection[PipelineStatusWriter]):
             elif name == "PipelineCancelled":
                 batch.change(event, state="cancelled", finished_at=at, cancel_requested=False)
         batch.flush()
+
+
+def error_code(status: str, data: JsonObject) -> str:
+    """An entry error's code; events from before codes were recorded take the one they meant."""
+    if status == "skipped":
+        return "skipped_dependency"
+    code = data.get("code")
+    return code if isinstance(code, str) else "rejected"
+
+
+PIPELINE_ERROR_CODES = {"stale": "stale_plan", "failed": "fatal"}
+"""The code of a whole pipeline's error (no path), by the state it ended in."""

@@ -17,7 +17,7 @@ from collections.abc import Collection, Sequence
 from typing import ClassVar, Generic, NamedTuple, TypeAlias, TypeVar
 
 from application.projections.events import Content, ProjectedEvent
-from domain.json_types import JsonObject
+from domain.json_types import JsonObject, JsonValue
 
 # --- rows -------------------------------------------------------------------
 
@@ -143,6 +143,9 @@ class ErrorRow(NamedTuple):
     path: str
     status: str
     message: str
+    code: str
+    """API.md's entry error code: ``rejected``, ``changed_upstream``, ``skipped_dependency``..."""
+    details: JsonValue
 
 
 class PullStatusRow(NamedTuple):

@@ -198,6 +198,11 @@ class EntryError(ResponseBody):
     path: str | None
     phase: str | None
     message: str
+    code: str | None
+    """``rejected``, ``changed_upstream``, ``skipped_dependency``; ``stale_plan`` or ``fatal`` for
+    a whole pipeline's error."""
+    details: JsonValue = None
+    """For ``changed_upstream``: ``[{"field", "main", "upstream", "draft"}]``."""
 
 
 class PipelineStatusBody(ResponseBody):

@@ -258,7 +258,15 @@ class TestViewsContract:
             "state": "completed_with_errors",
             "phase": "create",
             "counts": {"create": {"planned": 0, "published": 1, "failed": 1, "skipped": 0}},
-            "errors": [{"path": "books/bad.json", "phase": "create", "message": "400 no"}],
+            "errors": [
+                {
+                    "path": "books/bad.json",
+                    "phase": "create",
+                    "message": "400 no",
+                    "code": "rejected",
+                    "details": None,
+                }
+            ],
             "created_at": status["created_at"],
             "started_at": status["started_at"],
             "finished_at": status["finished_at"],

@@ -148,11 +148,19 @@ def test_a_backfill_is_skipped_when_its_create_failed(library: Library) -> None:
     ]
     done = status(library, pipeline_id)
     assert done["errors"] == [
-        {"path": "books/war.json", "phase": "create", "message": "400 title is taken"},
+        {
+            "path": "books/war.json",
+            "phase": "create",
+            "message": "400 title is taken",
+            "code": "rejected",
+            "details": None,
+        },
         {
             "path": "books/war.json",
             "phase": "backfill",
             "message": "depends on create:books/war.json, which failed",
+            "code": "skipped_dependency",
+            "details": None,
         },
     ]
     assert done["counts"]["backfill"] == {"planned": 0, "published": 0, "failed": 0, "skipped": 1}

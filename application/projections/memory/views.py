@@ -26,7 +26,7 @@ from application.projections import PROJECTION_NAMES
 from application.projections.events import parse_content
 from application.projections.memory.projector import MemoryProjector, projected_events
 from application.projections.memory.writers import MemoryTables
-from application.projections.pipeline_status import counts_dict
+from application.projections.pipeline_status import PIPELINE_ERROR_CODES, counts_dict
 from application.projections.ports import StatusRow
 from application.projections.pull_status import status_of
 from application.views import FileIndexEntry, PipelineStatus, PullStatus, ReferenceEntry, Views
@@ -214,10 +214,25 @@ class MemoryViews(Views):
             key=lambda e: (_phase_order(e.phase), e.path),
         )
         errors: list[dict[str, Any]] = [
-            {"path": e.path, "phase": e.phase, "message": e.message} for e in failed
+            {
+                "path": e.path,
+                "phase": e.phase,
+                "message": e.message,
+                "code": e.code,
+                "details": e.details,
+            }
+            for e in failed
         ]
         if row.error:
-            errors.append({"path": None, "phase": row.phase, "message": row.error})
+            errors.append(
+                {
+                    "path": None,
+                    "phase": row.phase,
+                    "message": row.error,
+                    "code": PIPELINE_ERROR_CODES.get(row.state),
+                    "details": None,
+                }
+            )
         return {
             "pipeline_id": row.pipeline_id,
             "workspace": row.workspace,

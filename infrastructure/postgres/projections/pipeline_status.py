@@ -60,10 +60,12 @@ class PostgresPipelineStatus(PipelineStatusWriter):
         if errors:
             self.conn.execute(
                 q(
-                    "INSERT INTO {pipeline_errors} SELECT k->>0, k->>1, k->>2, k->>3, k->>4"
+                    "INSERT INTO {pipeline_errors}"
+                    " SELECT k->>0, k->>1, k->>2, k->>3, k->>4, k->>5, nullif(k->6, 'null')"
                     " FROM jsonb_array_elements(%s::jsonb) AS k"
-                    " ON CONFLICT (pipeline_id, phase, path)"
-                    " DO UPDATE SET status = excluded.status, message = excluded.message"
+                    " ON CONFLICT (pipeline_id, phase, path) DO UPDATE SET"
+                    " status = excluded.status, message = excluded.message,"
+                    " code = excluded.code, details = excluded.details"
                 ),
                 (rows_json(errors),),
             )

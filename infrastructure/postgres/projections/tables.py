@@ -75,7 +75,14 @@ _DDL: tuple[LiteralString, ...] = (
     "CREATE INDEX IF NOT EXISTS {pipeline_status_state_idx} ON {pipeline_status} (state)",
     "CREATE TABLE IF NOT EXISTS {pipeline_errors} ("
     " pipeline_id text NOT NULL, phase text NOT NULL, path text NOT NULL,"
-    " status text NOT NULL, message text NOT NULL, PRIMARY KEY (pipeline_id, phase, path))",
+    " status text NOT NULL, message text NOT NULL, code text, details jsonb,"
+    " PRIMARY KEY (pipeline_id, phase, path))",
+    # Tables made before errors had codes: add the columns, and give old rows the
+    # code a rebuild gives them (application.projections.pipeline_status.error_code).
+    "ALTER TABLE {pipeline_errors} ADD COLUMN IF NOT EXISTS code text",
+    "ALTER TABLE {pipeline_errors} ADD COLUMN IF NOT EXISTS details jsonb",
+    "UPDATE {pipeline_errors} SET code = CASE WHEN status = 'skipped'"
+    " THEN 'skipped_dependency' ELSE 'rejected' END WHERE code IS NULL",
     "CREATE TABLE IF NOT EXISTS {pipeline_entries} ("
     " pipeline_id text NOT NULL, phase text NOT NULL, path text NOT NULL, seq bigint NOT NULL,"
     " status text NOT NULL, record_id text, error text,"

@@ -17,7 +17,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from application.projections import PROJECTION_NAMES
-from application.projections.pipeline_status import counts_dict
+from application.projections.pipeline_status import PIPELINE_ERROR_CODES, counts_dict
 from application.views import FileIndexEntry, PipelineStatus, PullStatus, ReferenceEntry, Views
 from domain.json_types import JsonObject
 from domain.plan import PHASES
@@ -27,7 +27,8 @@ from infrastructure.postgres.projections.tables import ProjectionTables
 
 _STATUS = (
     "SELECT s.*, (SELECT coalesce(json_agg(json_build_object('path', e.path, 'phase', e.phase,"
-    " 'message', e.message) ORDER BY array_position(%s::text[], e.phase), e.path), '[]')"
+    " 'message', e.message, 'code', e.code, 'details', e.details)"
+    " ORDER BY array_position(%s::text[], e.phase), e.path), '[]')"
     " FROM {pipeline_errors} e WHERE e.pipeline_id = s.pipeline_id) AS errors"
     " FROM {pipeline_status} s"
 )
@@ -182,7 +183,15 @@ class PostgresViews(Views):
     def _status(self, row: dict[str, Any]) -> PipelineStatus:
         errors = list(row["errors"])
         if row["error"]:
-            errors.append({"path": None, "phase": row["phase"], "message": row["error"]})
+            errors.append(
+                {
+                    "path": None,
+                    "phase": row["phase"],
+                    "message": row["error"],
+                    "code": PIPELINE_ERROR_CODES.get(row["state"]),
+                    "details": None,
+                }
+            )
         return {
             "pipeline_id": row["pipeline_id"],
             "workspace": row["workspace"],
