@@ -350,6 +350,19 @@ class PublishdApplication(Application[UUID]):
 
         return self.retrying(command)
 
+    def start_refresh(self, workspace_id: str, user: str) -> Pull | None:
+        """A targeted pull of every main record the user's draft touches (None: it touches none).
+
+        A plan made after it starts from the service's current copies, so its
+        diffs show what a colleague changed in the service meanwhile.
+        """
+        draft = self.draft(workspace_id, user)
+        if draft is None or not draft.changes:
+            return None
+        self.catch_up()
+        on_main = sorted(self.views.main_paths_exist(workspace_id, list(draft.changes)))
+        return self.start_pull(workspace_id, paths=on_main) if on_main else None
+
     def pull(self, pull_id: str) -> Pull:
         pull = self.load(pull_id, Pull)
         if pull is None:

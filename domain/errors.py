@@ -74,5 +74,11 @@ class AlreadyExists(DomainError):
     code = "conflict"
 
 
+class RefreshFailed(DomainError):
+    """A plan's refresh pull did not complete: planning on a stale main would mislead."""
+
+    code = "refresh_failed"
+
+
 class NotFound(DomainError):
     code = "not_found"

@@ -36,6 +36,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "dangling_references": 422,
     "nothing_to_publish": 422,
     "rate_limited": 429,
+    "refresh_failed": 502,
     "unavailable": 503,
 }
 

@@ -40,6 +40,8 @@ async def plan(request: Request) -> Response:
     ws, user = draft_params(request)
     await s.guard(request, "publish", ws)
     options = await parse_optional(request, m.PlanOptions)
+    if options.refresh:
+        await s.refresh(ws, user)
     pipeline = await run_in_threadpool(
         partial(
             s.app.plan,
@@ -84,6 +86,8 @@ async def publish(request: Request) -> Response:
     ws, user = draft_params(request)
     await s.guard(request, "publish", ws)
     options = await parse_optional(request, m.PlanOptions)
+    if options.refresh:
+        await s.refresh(ws, user)
     pipeline = await run_in_threadpool(
         partial(
             s.app.publish, ws, user, on_upstream_change=UpstreamPolicy(options.on_upstream_change)
@@ -154,7 +158,9 @@ DRAFT = "/workspaces/{ws}/drafts/{user}"
 PIPELINE = "/pipelines/{pipeline_id}"
 
 ENDPOINTS = [
-    Endpoint("POST", DRAFT + "/plans", plan, "Plan a publish", m.PlanOptions, {201: m.PlanOut}),
+    Endpoint(
+        "POST", DRAFT + "/plans", plan, "Plan a publish", m.PlanOptions, {201: m.PlanOut}, (502,)
+    ),
     Endpoint(
         "POST",
         DRAFT + "/publish",
@@ -162,7 +168,7 @@ ENDPOINTS = [
         "Plan and run",
         m.PlanOptions,
         {202: m.RunAccepted, 200: m.PipelineStatusBody},
-        (409,),
+        (409, 502),
         (WAIT,),
     ),
     Endpoint(

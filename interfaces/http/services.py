@@ -18,6 +18,7 @@ from application.app import PublishdApplication
 from application.queries import Queries
 from application.views import PipelineStatus
 from application.worker import Worker
+from domain.errors import RefreshFailed
 from domain.pull import Pull
 from infrastructure.postgres.tokens import Principal
 
@@ -74,6 +75,20 @@ class Services:
         """Wait until the pipeline reaches a terminal state; return its status."""
         await self._until_terminal(lambda: self.app.pipeline(pipeline_id).is_terminal)
         return await run_in_threadpool(self.queries.pipeline_status, pipeline_id)
+
+    async def refresh(self, workspace_id: str, user: str) -> None:
+        """Pull the main records the draft touches, and wait: a plan's ``refresh: true``."""
+        started = await run_in_threadpool(self.app.start_refresh, workspace_id, user)
+        if started is None:
+            return
+        self.wake_worker()
+        pull = await self.wait_for_pull(started.pull_id)
+        if pull.state != "completed":
+            raise RefreshFailed(
+                f"the refresh pull {pull.pull_id} did not complete ({pull.state}): "
+                f"{pull.error or 'it is still running'}",
+                {"pull_id": pull.pull_id},
+            )
 
     async def wait_for_pull(self, pull_id: str) -> Pull:
         """Wait until the pull completes or fails (or the deadline passes); the pull then."""

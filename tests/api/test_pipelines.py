@@ -7,6 +7,8 @@ sandbox's records, main's files, the pipeline's status and entries.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.api.api_support import (
@@ -353,3 +355,30 @@ def test_list_pipelines_filters_and_pages(api: Publishd, ws: str) -> None:
 
     for query in ("state=nope", "limit=0", "limit=501", "limit=x"):
         assert_error(api.get(f"/pipelines?workspace={ws}&{query}"), 422, "invalid_request")
+
+
+def test_a_refreshed_plan_starts_from_the_service(api: Publishd, ws: str, sandbox: Sandbox) -> None:
+    on_main = main_file(api, ws, "books/old-man.json")
+    write(api, ws, "books/old-man.json", {**on_main, "title": "Old Man (revised)"})
+    colleague = {"fieldData": {"title": "Old Man (colleague)"}}
+    sandbox.call("PATCH", f"/collections/books/items/{sandbox.ids['oldman']}", json=colleague)
+
+    def edit_diff(planned: dict[str, Any]) -> list[dict[str, Any]]:
+        entry = next(e for e in planned["entries"] if e["phase"] == "edit")
+        diff: list[dict[str, Any]] = entry["diff"]
+        return diff
+
+    stale = plan(api, ws)  # main still holds what the last pull saw
+    assert edit_diff(stale) == [
+        {"field": "title", "before": "Old Man", "after": "Old Man (revised)"}
+    ]
+    fresh = api.ok("POST", f"{draft_url(ws)}/plans", 201, json={"refresh": True})
+    assert edit_diff(fresh) == [
+        {"field": "title", "before": "Old Man (colleague)", "after": "Old Man (revised)"}
+    ]
+    assert main_file(api, ws, "books/old-man.json")["title"] == "Old Man (colleague)"
+    [refresh, *_] = api.ok("GET", f"/workspaces/{ws}/pulls")["pulls"]
+    assert refresh["state"] == "completed" and refresh["updated"] == 1
+    assert refresh["scope"] == {
+        "records": [{"folder": "books", "record_id": sandbox.ids["oldman"]}]
+    }
