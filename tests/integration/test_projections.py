@@ -179,7 +179,13 @@ def test_every_view_is_projected(database: Database, schema: str) -> None:
             "create": {"planned": 0, "published": 1, "failed": 1, "skipped": 0}
         }
         assert status["errors"] == [
-            {"path": "books/x.json", "phase": "create", "message": "400 bad"}
+            {
+                "path": "books/x.json",
+                "phase": "create",
+                "message": "400 bad",
+                "code": "rejected",
+                "details": None,
+            }
         ]
         assert status["started_at"] and status["finished_at"] and status["created_at"]
         assert views.pipeline_entries(pid) == [
