@@ -17,10 +17,12 @@ from copy import deepcopy
 from typing import TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, Repository
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import strtobool
 
+from application.concurrency import ConflictBudget, SharedCacheRepository
 from application.planner_inputs import ViewsPlannerInputs
 from application.pull_scope import pull_scope
 from application.views import Views
@@ -31,6 +33,7 @@ from domain.errors import (
     NotFound,
     PublishInProgress,
     StalePlan,
+    WriteConflict,
 )
 from domain.ids import draft_uuid, workspace_uuid
 from domain.json_types import JsonObject, JsonValue
@@ -45,7 +48,6 @@ T = TypeVar("T", bound=Aggregate)
 R = TypeVar("R")
 
 READ_TIMEOUT_S = 10.0
-MAX_CONFLICT_RETRIES = 5
 
 
 class PublishdApplication(Application[UUID]):
@@ -57,8 +59,10 @@ class PublishdApplication(Application[UUID]):
         *,
         views: Views | None = None,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        conflict_budget: ConflictBudget | None = None,
     ) -> None:
         super().__init__(env)
+        self.conflict_budget = conflict_budget or ConflictBudget()
         self._views = views
         self.new_id = new_id
         self.last_position = 0
@@ -68,6 +72,16 @@ class PublishdApplication(Application[UUID]):
         if self._views is None:
             raise RuntimeError("this application was built without views")
         return self._views
+
+    def construct_repository(self) -> Repository[UUID]:
+        cache_maxsize = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
+        return SharedCacheRepository(
+            event_store=self.events,
+            snapshot_store=self.snapshots,
+            cache_maxsize=int(cache_maxsize) if cache_maxsize else None,
+            fastforward=strtobool(self.env.get(self.AGGREGATE_CACHE_FASTFORWARD, "y")),
+            deepcopy_from_cache=strtobool(self.env.get(self.DEEPCOPY_FROM_AGGREGATE_CACHE, "y")),
+        )
 
     # --- saving -----------------------------------------------------------
     def save_all(self, *aggregates: Aggregate | None) -> int:
@@ -84,8 +98,9 @@ class PublishdApplication(Application[UUID]):
         saved version is a correct start; without this, the first command on a
         new pipeline replays all its EntryPlanned events (~40 ms a thousand).
         """
-        if self.repository.cache is not None:
-            self.repository.cache.put(aggregate.id, deepcopy(aggregate))
+        repository = self.repository
+        if isinstance(repository, SharedCacheRepository):
+            repository.put_in_cache(aggregate.id, deepcopy(aggregate))
 
     def head(self) -> int:
         return self.recorder.max_notification_id() or 0
@@ -153,14 +168,12 @@ class PublishdApplication(Application[UUID]):
         return self.save_all(workspace)
 
     def retrying(self, command: Callable[[], R]) -> R:
-        """Re-run a read-decide-save command when another writer moved an aggregate on."""
-        for attempt in range(MAX_CONFLICT_RETRIES):
-            try:
-                return command()
-            except IntegrityError:
-                if attempt == MAX_CONFLICT_RETRIES - 1:
-                    raise
-        raise AssertionError("unreachable")
+        """Re-run a read-decide-save command when another writer moved an aggregate on.
+
+        Past the budget the caller gets ``WriteConflict`` (409), never the raw
+        ``IntegrityError`` (which would be a 500).
+        """
+        return self.conflict_budget.run(command)
 
     # --- drafts ------------------------------------------------------------
     def draft(self, workspace_id: str, user: str, version: int | None = None) -> Draft | None:
@@ -296,7 +309,7 @@ class PublishdApplication(Application[UUID]):
         """A lost race for the workspace lock surfaces as publish_in_progress."""
         try:
             return self.retrying(command)
-        except IntegrityError:
+        except WriteConflict:
             raise PublishInProgress("another command is publishing in this workspace") from None
 
     def request_retry(self, pipeline_id: str) -> PublishPipeline:

@@ -104,7 +104,11 @@ class Views(ABC):
         limit: int = 50,
         before: str | None = None,
     ) -> list[PipelineStatus]:
-        """Newest first; ``before`` is a pipeline id: only pipelines created before it."""
+        """Newest first; ``before`` is a pipeline id: only pipelines created before it.
+
+        A ``before`` outside ``workspace`` is as unknown as an absent one (an
+        empty list): its creation time is another tenant's to know.
+        """
 
     @abstractmethod
     def pipeline_entries(

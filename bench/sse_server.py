@@ -26,11 +26,12 @@ def serve(fd: int, conninfo: str, schema: str, table: str) -> None:
     from infrastructure.postgres.feed.event_feed import EventFeed
     from interfaces.http.auth import Authenticator
     from interfaces.http.errors import install_error_handlers
+    from interfaces.http.stream_limits import StreamLimits
     from interfaces.http.streams import stream_routes
 
     feed = EventFeed(conninfo, schema=schema, table=table, pool_size=8)
     tokens = TokenStore(conninfo, schema)
-    authenticator = Authenticator(tokens, cache_seconds=60)
+    authenticator = Authenticator(tokens)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> Any:
@@ -40,7 +41,9 @@ def serve(fd: int, conninfo: str, schema: str, table: str) -> None:
         await feed.aclose()
         tokens.close()
 
-    app = Starlette(routes=stream_routes(feed, authenticator), lifespan=lifespan)
+    # the fan-out opens every stream with one token: its allowance must cover them all
+    limits = StreamLimits(per_token=10_000)
+    app = Starlette(routes=stream_routes(feed, authenticator, limits=limits), lifespan=lifespan)
     install_error_handlers(app)
     uvicorn.run(
         app, fd=fd, log_level="warning", access_log=False, backlog=2048, timeout_graceful_shutdown=1

@@ -82,3 +82,15 @@ class RefreshFailed(DomainError):
 
 class NotFound(DomainError):
     code = "not_found"
+
+
+class WriteConflict(DomainError):
+    """Other writers kept moving the aggregate on for longer than the retry budget."""
+
+    code = "conflict"
+
+
+class InvalidConnector(DomainError):
+    """A connector config that would record a secret or that no connector could use."""
+
+    code = "invalid_request"

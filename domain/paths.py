@@ -2,7 +2,8 @@
 
 A file path is ``folder/name.json`` where the folder may itself contain ``/``
 (``site1/menus/main.json``). Paths are relative; no ``..``, no empty or dot
-segments, no NUL or control characters.
+segments, no control characters (C0, C1), and none of the invisible ones that
+make a name look like another: bidi overrides and marks, zero-width characters.
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ from dataclasses import dataclass
 from domain.errors import InvalidPath
 
 REF_PREFIX = "@/"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_INVISIBLE = re.compile("[\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+"""Bidi marks, embeddings, overrides and isolates; zero-width spaces, joiners, BOM."""
+HIDDEN = re.compile(f"{_CONTROL.pattern}|{_INVISIBLE.pattern}")
+"""Any character a name may not hold because it does not show: for whole request paths."""
 MAX_PATH_LENGTH = 1024
 
 
@@ -42,6 +47,8 @@ def _check_segments(value: str, what: str) -> list[str]:
         raise InvalidPath(f"{what} is longer than {MAX_PATH_LENGTH} characters")
     if _CONTROL.search(value):
         raise InvalidPath(f"{what} {value!r} contains a control character")
+    if _INVISIBLE.search(value):
+        raise InvalidPath(f"{what} {value!r} contains an invisible (bidi or zero-width) character")
     if value.startswith("/"):
         raise InvalidPath(f"{what} {value!r} must be relative")
     segments = value.split("/")

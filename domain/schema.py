@@ -5,13 +5,21 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeGuard
 
 from domain.errors import InvalidSchema
 from domain.json_types import JsonObject, JsonValue
 from domain.paths import parse_folder
 
 DEFAULT_READ_ONLY = ("createdOn", "lastUpdated", "cdnUrl")
-_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+FIELD_NAME = r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"
+"""A record field's name: matched whole (``re.fullmatch``), so no trailing newline slips by."""
+_FIELD_NAME = re.compile(FIELD_NAME)
+MAX_READ_ONLY = 500
+
+
+def _is_field_name(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and _FIELD_NAME.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -68,11 +76,22 @@ class FolderSchema:
         }
 
     @classmethod
+    def from_recorded(cls, folder: str, data: Mapping[str, Any]) -> FolderSchema:
+        """A schema as ``to_dict`` recorded it, unchecked: one recorded before a rule
+        was tightened must still be read, not refused, or its workspace would stop."""
+        fields = tuple(
+            ReferenceField(f["name"], f["referenceTarget"], bool(f.get("multiple", False)))
+            for f in data.get("fields", [])
+        )
+        read_only = frozenset(data.get("readOnly", DEFAULT_READ_ONLY))
+        return cls(folder, data.get("idPath", "id"), fields, read_only, data.get("filenameFrom"))
+
+    @classmethod
     def from_dict(cls, folder: str, data: Mapping[str, JsonValue]) -> FolderSchema:
         """Validate the API/JSON form. Raises InvalidSchema with a clear message."""
         parse_folder(folder)
         id_path = data.get("idPath", "id")
-        if not isinstance(id_path, str) or not _FIELD_NAME.match(id_path):
+        if not _is_field_name(id_path):
             raise InvalidSchema(f"idPath {id_path!r} is not a field name")
         raw_fields = data.get("fields", [])
         if not isinstance(raw_fields, list):
@@ -83,12 +102,15 @@ class FolderSchema:
             if not isinstance(raw, Mapping):
                 raise InvalidSchema("each field must be an object")
             name = raw.get("name")
-            if not isinstance(name, str) or not _FIELD_NAME.match(name):
+            if not _is_field_name(name):
                 raise InvalidSchema(f"field name {name!r} is not valid")
             if name in seen:
                 raise InvalidSchema(f"field {name!r} is declared twice")
             seen.add(name)
-            if not raw.get("reference", False):
+            reference = raw.get("reference", False)
+            if not isinstance(reference, bool):
+                raise InvalidSchema(f"reference of field {name!r} must be true or false")
+            if not reference:
                 continue
             target = raw.get("referenceTarget")
             if not isinstance(target, str):
@@ -99,10 +121,12 @@ class FolderSchema:
                 raise InvalidSchema(f"multiple of field {name!r} must be true or false")
             fields.append(ReferenceField(name, target, multiple))
         read_only = data.get("readOnly", list(DEFAULT_READ_ONLY))
-        if not isinstance(read_only, list) or not all(isinstance(r, str) for r in read_only):
+        if not isinstance(read_only, list) or not all(_is_field_name(r) for r in read_only):
             raise InvalidSchema("readOnly must be a list of field names")
+        if len(read_only) > MAX_READ_ONLY:
+            raise InvalidSchema(f"readOnly lists more than {MAX_READ_ONLY} fields")
         filename_from = data.get("filenameFrom", "slug")
-        if filename_from is not None and not isinstance(filename_from, str):
+        if filename_from is not None and not _is_field_name(filename_from):
             raise InvalidSchema("filenameFrom must be a field name or null")
         if id_path in read_only:
             read_only = [r for r in read_only if r != id_path]

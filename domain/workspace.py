@@ -68,7 +68,7 @@ class Workspace(Aggregate):
 
     def schema(self, folder: str) -> FolderSchema | None:
         data = self.schemas.get(folder)
-        return None if data is None else FolderSchema.from_dict(folder, data)
+        return None if data is None else FolderSchema.from_recorded(folder, data)
 
     def check_path(self, path: str) -> str:
         """The path, normalised; refused unless it names a file of a folder with a schema."""
@@ -80,7 +80,7 @@ class Workspace(Aggregate):
         return file_path.path
 
     def folder_schemas(self) -> dict[str, FolderSchema]:
-        return {folder: FolderSchema.from_dict(folder, d) for folder, d in self.schemas.items()}
+        return {folder: FolderSchema.from_recorded(folder, d) for folder, d in self.schemas.items()}
 
     # --- the publish lock ------------------------------------------------
     def acquire_publish_lock(self, pipeline_id: str) -> None:

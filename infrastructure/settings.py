@@ -22,3 +22,31 @@ class Settings(BaseSettings):
     worker_concurrency: int = 32
     lease_seconds: float = 15.0
     max_request_bytes: int = 5 * 1024 * 1024
+
+    stream_send_timeout_seconds: float = 30.0
+    """A stream client that takes no data this long is dropped; it resumes with Last-Event-ID."""
+    streams_per_token: int = 100
+    """Open streams one token may hold in one process; the next is 429 ``rate_limited``."""
+    stream_queue_events: int = 10_000
+    """Live events a stream client may lag behind before it is dropped."""
+    stream_page_bytes: int = 256 * 1024
+    """What one page of a stream's replay aims to weigh (a client holds two at most)."""
+    rate_limit: float = 50.0
+    """Requests a second per token (``/healthz`` aside); over it 429 ``rate_limited``."""
+    rate_limit_burst: int = 100
+    """How many requests a token may send at once before ``rate_limit`` paces it."""
+
+    conflict_retry_attempts: int = 30
+    """Tries of a command whose aggregate other writers keep moving on, before 409 ``conflict``."""
+    conflict_retry_seconds: float = 5.0
+    """Time a command may spend on those tries (jittered backoff between them)."""
+    header_timeout_seconds: float = 10.0
+    """A connection must deliver a whole request head this soon after it opens (or goes idle)."""
+    body_timeout_seconds: float = 30.0
+    """Longest wait for the next piece of a request body before answering 408."""
+    keep_alive_seconds: float = 5.0
+    """An idle keep-alive connection is closed after this long."""
+    max_connections: int = 1000
+    """Open connections beyond this are answered 503 and closed at once."""
+    max_drain_bytes: int = 16 * 1024 * 1024
+    """How much of an over-limit body is read and discarded so the client can read its 413."""

@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from application.app import PublishdApplication
+from application.concurrency import ConflictBudget
 from application.connector import Connector
 from application.queries import Queries
 from application.worker import Worker
@@ -33,7 +34,9 @@ from infrastructure.settings import Settings
 from interfaces.http.app import create_app
 from interfaces.http.auth import Authenticator, auth_routes, require_scope
 from interfaces.http.metrics import metrics_endpoint
+from interfaces.http.rate_limit import RateLimit
 from interfaces.http.services import Services
+from interfaces.http.stream_limits import StreamLimits
 from interfaces.http.streams import stream_routes
 from interfaces.timed_connector import TimedConnector
 
@@ -68,7 +71,10 @@ class Runtime:
         env = database.eventsourcing_env(settings.db_schema, settings.pool_size)
         env["AGGREGATE_CACHE_MAXSIZE"] = "1000"
         views = PostgresViews(database, settings.db_schema)
-        app = PublishdApplication(env, views=views)
+        budget = ConflictBudget(
+            attempts=settings.conflict_retry_attempts, seconds=settings.conflict_retry_seconds
+        )
+        app = PublishdApplication(env, views=views, conflict_budget=budget)
         tokens = TokenStore(database.conninfo, settings.db_schema)
         tokens.open()
         tokens.create_tables()
@@ -143,7 +149,12 @@ def build_http_app(
     """The API + streams (+ workers + projections) of ``publishd serve``."""
     authenticator = Authenticator(runtime.tokens)
     worker = runtime.worker() if with_worker else None
-    feed = EventFeed.for_recorder(runtime.app.recorder, runtime.database.conninfo)
+    feed = EventFeed.for_recorder(
+        runtime.app.recorder,
+        runtime.database.conninfo,
+        queue_size=runtime.settings.stream_queue_events,
+        replay_page_bytes=runtime.settings.stream_page_bytes,
+    )
     runtime.feeds.append(feed)
 
     services = Services(
@@ -175,8 +186,12 @@ def build_http_app(
             await feed.aclose()
             await runtime.aclose_connectors()
 
-    streams = stream_routes(feed, authenticator, ping_seconds=ping_seconds)
-    return create_app(
+    limits = StreamLimits(
+        send_timeout=runtime.settings.stream_send_timeout_seconds,
+        per_token=runtime.settings.streams_per_token,
+    )
+    streams = stream_routes(feed, authenticator, ping_seconds=ping_seconds, limits=limits)
+    http_app = create_app(
         services,
         extra_routes=[*streams, *auth_routes(authenticator)],
         metrics_handler=metrics_endpoint(
@@ -184,4 +199,7 @@ def build_http_app(
         ),
         lifespan=lifespan,
         max_request_bytes=runtime.settings.max_request_bytes,
+        max_drain_bytes=runtime.settings.max_drain_bytes,
+        body_timeout=runtime.settings.body_timeout_seconds,
     )
+    return RateLimit(http_app, runtime.settings.rate_limit, runtime.settings.rate_limit_burst)

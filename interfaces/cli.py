@@ -21,6 +21,7 @@ from rich.console import Console
 from interfaces.client import Client, ClientError, emit, follow
 
 if TYPE_CHECKING:
+    from infrastructure.postgres.tokens import TokenRow
     from infrastructure.settings import Settings
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -115,25 +116,81 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def cmd_tokens(args: argparse.Namespace) -> int:
+    """Refusals are one line on stderr: exit 2 for a wrong request, 1 for something not there."""
     from interfaces.bootstrap import Runtime
 
-    if not args.admin and not args.workspace:
-        print("give --workspace WS --scopes ... or --admin", file=sys.stderr)
-        return 2
-    scopes = [s for s in (args.scopes or "read").split(",") if s]
-    unknown = set(scopes) - {"read", "write", "publish", "admin"}
-    if unknown:
-        print(f"unknown scopes: {', '.join(sorted(unknown))}", file=sys.stderr)
+    problem = _token_request_problem(args)
+    if problem is not None:
+        print(f"publishd tokens: {problem}", file=sys.stderr)
         return 2
     runtime = Runtime.build(_settings(args))
     try:
-        token = runtime.tokens.create_token(
-            None if args.admin else args.workspace, scopes, admin=args.admin
-        )
+        if args.action == "list":
+            _print_tokens(runtime.tokens.list_tokens(), as_json=args.json)
+            return 0
+        if args.action == "revoke":
+            target: str = args.target
+            found = (
+                runtime.tokens.revoke_id(int(target))
+                if target.isdecimal()
+                else runtime.tokens.revoke(target)
+            )
+            if not found:
+                print(f"publishd tokens: no live token {target}", file=sys.stderr)
+                return 1
+            print(f"revoked {target}")
+            return 0
+        if args.workspace is not None and not runtime.app.workspace_exists(args.workspace):
+            print(f"publishd tokens: workspace {args.workspace} does not exist", file=sys.stderr)
+            return 1
+        token = runtime.tokens.create_token(args.workspace, _scopes(args.scopes), admin=args.admin)
+    except ValueError as refused:
+        print(f"publishd tokens: {refused}", file=sys.stderr)
+        return 2
     finally:
         runtime.close()
     print(token)
     return 0
+
+
+def _scopes(text: str | None) -> list[str]:
+    return [s.strip() for s in (text or "").split(",") if s.strip()]
+
+
+def _token_request_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the command line itself, before any database is opened."""
+    import re
+
+    from infrastructure.postgres.tokens import check_scopes
+    from interfaces.http.models import WORKSPACE_ID
+
+    if args.action == "revoke":
+        return None if args.target else "revoke needs a token id (see tokens list) or the token"
+    if args.action == "list":
+        return None
+    if args.admin:
+        if args.workspace is not None or args.scopes is not None:
+            return "--admin makes a global token: give it without --workspace or --scopes"
+        return None
+    if args.workspace is None:
+        return "give --workspace WS --scopes read,write,publish, or --admin"
+    if not re.fullmatch(WORKSPACE_ID.strip("^$"), args.workspace):
+        return f"{args.workspace!r} is not a valid workspace id"
+    try:
+        check_scopes(frozenset(_scopes(args.scopes)))
+    except ValueError as refused:
+        return f"{refused} (--scopes read,write,publish)"
+    return None
+
+
+def _print_tokens(rows: Sequence[TokenRow], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([{**vars(r), "created_at": r.created_at.isoformat()} for r in rows]))
+        return
+    for r in rows:
+        kind = "admin" if r.admin else f"{r.workspace} {','.join(r.scopes)}"
+        state = "revoked" if r.revoked else "live"
+        print(f"{r.id}\t{kind}\t{state}\t{r.created_at.isoformat()}")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -229,10 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.set_defaults(func=cmd_sandbox)
 
     tokens = sub.add_parser("tokens", help="API tokens")
-    tokens.add_argument("action", choices=["create"])
+    tokens.add_argument("action", choices=["create", "list", "revoke"])
+    tokens.add_argument("target", nargs="?", help="revoke: a token id (tokens list) or the token")
     tokens.add_argument("--workspace")
     tokens.add_argument("--scopes")
     tokens.add_argument("--admin", action="store_true")
+    tokens.add_argument("--json", action="store_true")
     tokens.set_defaults(func=cmd_tokens)
 
     for name, text in (

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
+import h11
 import uvicorn
+from starlette.types import ASGIApp
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from infrastructure.settings import Settings
 from interfaces.bootstrap import Runtime, build_http_app
@@ -24,6 +29,82 @@ def local_admin_token(runtime: Runtime) -> str:
     path.write_text(token + "\n")
     path.chmod(0o600)
     return token
+
+
+_REFUSAL = b'{"error":"unavailable","message":"too many open connections, retry later"}'
+_REFUSED = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+    b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(_REFUSAL), _REFUSAL)
+)
+
+
+def guarded_protocol(header_timeout: float, max_connections: int) -> type[H11Protocol]:
+    """uvicorn's h11 protocol, with the two bounds uvicorn lacks.
+
+    uvicorn times out only an idle keep-alive connection after a response: a
+    connection that never sends its request head (or sends half of it) would
+    hold a file descriptor for good, and enough of them stop the server
+    accepting anyone. Each connection must deliver a complete request head
+    within ``header_timeout`` of opening or of its last response; past
+    ``max_connections`` a new connection is answered 503 and closed.
+    """
+
+    class GuardedH11Protocol(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                transport.write(_REFUSED)
+                transport.close()
+                return
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            self._disarm_once_started()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+                self._disarm_once_started()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._head_timer = self.loop.call_later(header_timeout, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _disarm_once_started(self) -> None:
+            if self.conn.their_state is not h11.IDLE:
+                self._disarm()
+
+        def _too_slow(self) -> None:
+            self._head_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    return GuardedH11Protocol
+
+
+def uvicorn_config(app: ASGIApp, settings: Settings, **options: Any) -> uvicorn.Config:
+    """The server's bounds on connections, shared by ``serve`` and the tests that check them."""
+    return uvicorn.Config(
+        app,
+        http=guarded_protocol(settings.header_timeout_seconds, settings.max_connections),
+        timeout_keep_alive=max(1, round(settings.keep_alive_seconds)),
+        log_level="warning",
+        access_log=False,
+        **options,
+    )
 
 
 class _Server(uvicorn.Server):
@@ -60,13 +141,8 @@ def serve(settings: Settings, *, announce: bool = True) -> int:
         # normal return, so a stopped server exits 0.
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: None)
-        config = uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=10,
+        config = uvicorn_config(
+            app, settings, host=settings.host, port=settings.port, timeout_graceful_shutdown=10
         )
         _Server(config, runtime).run()
     finally:

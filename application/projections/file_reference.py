@@ -29,7 +29,6 @@ from application.projections.ports import (
     ReferenceRow,
     SourceKey,
 )
-from domain.errors import DomainError
 from domain.json_types import JsonObject
 from domain.pointers import iter_resolved_refs, ref_strings_by_field, target_of
 from domain.schema import FolderSchema
@@ -143,10 +142,7 @@ class _Batch:
 def _parse(folder: str, data: JsonObject | None) -> FolderSchema | None:
     if data is None:
         return None
-    try:
-        return FolderSchema.from_dict(folder, data)
-    except DomainError:
-        return None
+    return FolderSchema.from_recorded(folder, data)
 
 
 class FileReferenceProjection(Projection[FileReferenceWriter]):

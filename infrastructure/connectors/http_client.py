@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 
 class TransportError(Exception):
@@ -31,6 +32,10 @@ class RemoteProtocolError(TransportError):
 
 class ReadTimeout(TransportError):
     """No (complete) answer in time."""
+
+
+class InvalidAddress(ValueError):
+    """The base URL is not one the client can send to: no call could ever succeed."""
 
 
 @dataclass(frozen=True)
@@ -52,12 +57,17 @@ class Response:
 
 
 class HttpClient:
-    """Keep-alive connections to one base URL, at most ``size`` at once."""
+    """Keep-alive connections to one base URL, at most ``size`` at once.
+
+    A base URL with a path is a prefix: ``http://h/api`` and ``http://h/api/``
+    both send ``/collections/x`` to ``http://h/api/collections/x``. Raises
+    ``InvalidAddress`` for a URL no request could go to.
+    """
 
     def __init__(
         self, base_url: str, *, size: int, timeout: float, headers: Mapping[str, str]
     ) -> None:
-        self._base_url = base_url.rstrip("/")
+        self._base_url = _base(base_url)
         self._size = size
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._headers = dict(headers)
@@ -88,7 +98,7 @@ class HttpClient:
         session = self._open()
         try:
             async with session.request(
-                method, path, json=json, headers=headers, params=params
+                method, path.lstrip("/"), json=json, headers=headers, params=params
             ) as answer:
                 body = await answer.read()
                 return Response(
@@ -99,6 +109,8 @@ class HttpClient:
                     {k.lower(): v for k, v in answer.headers.items()},
                     body,
                 )
+        except aiohttp.InvalidURL as exc:
+            raise InvalidAddress(f"the URL of {method} {path} is not valid") from exc
         except aiohttp.ClientConnectorError as exc:
             raise ConnectError(str(exc)) from exc
         except (aiohttp.ClientResponseError, aiohttp.ClientPayloadError) as exc:
@@ -114,9 +126,25 @@ class HttpClient:
             self._session = None
 
 
+def _base(url: str) -> str:
+    """The URL with a trailing ``/``, so that paths join under it; checked as aiohttp will."""
+    try:
+        parsed = URL(url.rstrip("/") + "/")
+        parsed.origin()
+    except (ValueError, TypeError):
+        # Not the parser's message: it would repeat the URL, and with it any credentials.
+        raise InvalidAddress("the base URL is not an absolute URL") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InvalidAddress("the base URL must be http(s)://host[:port][/path]")
+    if parsed.query_string or parsed.fragment:
+        raise InvalidAddress("the base URL must not have a query or a fragment")
+    return str(parsed)
+
+
 __all__ = [
     "ConnectError",
     "HttpClient",
+    "InvalidAddress",
     "ReadTimeout",
     "RemoteProtocolError",
     "Response",

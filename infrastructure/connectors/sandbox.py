@@ -11,7 +11,8 @@ to choose between them honestly:
   sign of life the whole time (connection refused, or nothing but 503 while no
   other call of this connector succeeded: an outage), so the run stops and can
   be resumed later; otherwise ``TransientFailure`` and only this entry fails;
-- a 401/403 is fatal at once (retrying can't fix credentials); a 412 to a
+- a 401/403 is fatal at once (retrying can't fix credentials), and so is a
+  base URL no request can go to; a 412 to a
   conditional update (``If-Match: <lastUpdated>``) is ``PreconditionFailed``:
   the record changed upstream, and only the caller can decide what that means;
   any other 4xx is this record's problem: ``EntryRejected`` with the service's
@@ -44,6 +45,7 @@ from domain.json_types import JsonObject, JsonValue
 from infrastructure.connectors.http_client import (
     ConnectError,
     HttpClient,
+    InvalidAddress,
     Response,
     TransportError,
 )
@@ -112,7 +114,14 @@ class SandboxConnector(Connector):
         self._successes = 0
         """Answered calls of this connector so far: a sign of life for the outage check."""
         headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else {}
-        self._http = HttpClient(base_url, size=concurrency, timeout=timeout, headers=headers)
+        self._http: HttpClient | None = None
+        self._unusable: str | None = None
+        """Why no call can succeed, answered to each: a run or pull then ends failed with
+        the reason, where a constructor that raised would crash it before it recorded any."""
+        try:
+            self._http = HttpClient(base_url, size=concurrency, timeout=timeout, headers=headers)
+        except InvalidAddress as exc:
+            self._unusable = f"the sandbox connector cannot be used: {exc}"
 
     async def create(self, folder: str, fields: JsonObject, idempotency_key: str) -> Record:
         response = await self._call(
@@ -167,7 +176,8 @@ class SandboxConnector(Connector):
             raise TransientFailure(f"malformed page from the sandbox: {exc!r}") from exc
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
     async def _call(
         self,
@@ -205,6 +215,8 @@ class SandboxConnector(Connector):
         headers: dict[str, str] | None,
         params: JsonObject | None,
     ) -> _Attempt:
+        if self._http is None:
+            raise FatalConnectorError(self._unusable or "the sandbox connector cannot be used")
         if self._bucket is not None:
             await self._bucket.acquire()
         try:
@@ -213,6 +225,8 @@ class SandboxConnector(Connector):
             )
         except TransportError as exc:
             return _Attempt(None, exc)
+        except InvalidAddress as exc:
+            raise FatalConnectorError(f"the sandbox connector cannot be used: {exc}") from exc
         return _Attempt(response, None)
 
     def _final(self, attempt: _Attempt) -> Response:

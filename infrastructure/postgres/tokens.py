@@ -24,7 +24,10 @@ from psycopg_pool import ConnectionPool
 
 from infrastructure.postgres.database import lock_for_ddl
 
-SCOPES = frozenset({"read", "write", "publish", "admin"})
+SCOPES = frozenset({"read", "write", "publish"})
+"""What a workspace's token may hold; ``admin`` is a kind of token, not a scope of one."""
+IMPLIED = {"publish": frozenset({"read"})}
+"""A token that may publish may see what it publishes (README "Scopes")."""
 TOKEN_PREFIX = "pd_"
 TICKET_PREFIX = "pdt_"
 
@@ -37,9 +40,36 @@ class Principal:
     scopes: frozenset[str]
     admin: bool = False
 
+    def grants(self, scope: str) -> bool:
+        """Whether the token holds ``scope`` itself or through a scope that implies it."""
+        return scope in self.scopes or any(scope in IMPLIED.get(s, ()) for s in self.scopes)
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    """A token as ``tokens list`` shows it: never its secret, nor its hash."""
+
+    id: int
+    workspace: str | None
+    scopes: list[str]
+    admin: bool
+    created_at: datetime
+    revoked: bool
+
 
 def token_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def check_scopes(scopes: frozenset[str]) -> None:
+    """Raise ``ValueError`` unless ``scopes`` is a workspace token's: known, and some."""
+    if "admin" in scopes:
+        raise ValueError("admin is not a scope: an admin token is made with --admin")
+    unknown = scopes - SCOPES
+    if unknown:
+        raise ValueError(f"unknown scopes: {', '.join(sorted(unknown))}")
+    if not scopes:
+        raise ValueError("a workspace token needs at least one scope")
 
 
 class TokenStore:
@@ -85,14 +115,21 @@ class TokenStore:
     def create_token(
         self, workspace: str | None, scopes: list[str] | frozenset[str], admin: bool = False
     ) -> str:
-        """A new token; the only time its secret exists outside the caller's hands."""
+        """A new token; the only time its secret exists outside the caller's hands.
+
+        Refuses what used to be granted by surprise: ``admin`` among a
+        workspace token's scopes made a global admin, and a token without a
+        scope can do nothing. (Whether ``workspace`` exists is the caller's
+        check: this store knows no workspaces.)
+        """
         wanted = frozenset(scopes)
-        unknown = wanted - SCOPES
-        if unknown:
-            raise ValueError(f"unknown scopes: {', '.join(sorted(unknown))}")
-        admin = admin or "admin" in wanted
-        if workspace is None and not admin:
-            raise ValueError("a token needs a workspace unless it is an admin token")
+        if admin:
+            if workspace is not None:
+                raise ValueError("an admin token is global: give no workspace with it")
+        else:
+            if workspace is None:
+                raise ValueError("a token needs a workspace unless it is an admin token")
+            check_scopes(wanted)
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self._pool.connection() as conn:
             conn.execute(
@@ -102,6 +139,15 @@ class TokenStore:
                 (token_hash(secret), workspace, sorted(wanted), admin),
             )
         return secret
+
+    def list_tokens(self) -> list[TokenRow]:
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                sql.SQL(
+                    "SELECT id, workspace, scopes, admin, created_at, revoked FROM {} ORDER BY id"
+                ).format(self._tokens)
+            ).fetchall()
+        return [TokenRow(r[0], r[1], list(r[2]), bool(r[3]), r[4], bool(r[5])) for r in rows]
 
     def lookup(self, secret: str) -> Principal | None:
         with self._pool.connection() as conn:
@@ -114,10 +160,19 @@ class TokenStore:
         return None if row is None else Principal(row[0], frozenset(row[1]), bool(row[2]))
 
     def revoke(self, secret: str) -> bool:
+        return self._revoke("hash = %s", token_hash(secret))
+
+    def revoke_id(self, token_id: int) -> bool:
+        """Revoke by the id ``tokens list`` shows (the secret is nowhere to be found again)."""
+        return self._revoke("id = %s", token_id)
+
+    def _revoke(self, where: str, key: object) -> bool:
         with self._pool.connection() as conn:
             cursor = conn.execute(
-                sql.SQL("UPDATE {} SET revoked = true WHERE hash = %s").format(self._tokens),
-                (token_hash(secret),),
+                sql.SQL("UPDATE {} SET revoked = true WHERE " + where + " AND NOT revoked").format(
+                    self._tokens
+                ),
+                (key,),
             )
             return bool(cursor.rowcount > 0)
 

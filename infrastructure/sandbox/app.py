@@ -103,9 +103,15 @@ async def _read_json(request: Request) -> JsonValue:
     if not raw:
         raise ValidationError("a JSON body is required")
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_not_json)
     except ValueError as exc:
         raise ValidationError(f"malformed JSON: {exc}") from exc
+
+
+def _not_json(name: str) -> JsonValue:
+    # Python's json module reads NaN and Infinity, which JSON has not: stored, they
+    # would make every later answer holding them unencodable (a 500 each time).
+    raise ValueError(f"{name} is not JSON")
 
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:

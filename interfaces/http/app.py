@@ -71,6 +71,8 @@ def create_app(
     metrics_handler: Handler | None = None,
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
     max_request_bytes: int = 5 * 1024 * 1024,
+    max_drain_bytes: int = 16 * 1024 * 1024,
+    body_timeout: float = 30.0,
 ) -> ASGIApp:
     table = endpoints()
     document = openapi(
@@ -88,4 +90,4 @@ def create_app(
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.services = services
     install_error_handlers(app)
-    return BodyLimit(app, max_request_bytes)
+    return BodyLimit(app, max_request_bytes, drain_bytes=max_drain_bytes, read_timeout=body_timeout)

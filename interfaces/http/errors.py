@@ -25,6 +25,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "forbidden": 403,
     "not_found": 404,
     "method_not_allowed": 405,
+    "request_timeout": 408,
     "conflict": 409,
     "stale_plan": 409,
     "publish_in_progress": 409,

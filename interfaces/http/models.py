@@ -7,11 +7,13 @@ it is that concept's JSON form on the wire, not the concept itself.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
+from domain.connector_config import MAX_URL_LENGTH, check_connector
 from domain.json_types import JsonObject, JsonValue
+from domain.schema import FIELD_NAME, MAX_READ_ONLY
 
 
 class RequestBody(BaseModel):
@@ -26,10 +28,18 @@ WORKSPACE_ID = r"^[a-z0-9][a-z0-9-]{0,62}$"
 USER_ID = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
 
 
-class ConnectorConfig(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class ConnectorConfig(RequestBody):
+    """API.md §1 and §12; ``webflow`` and ``airtable`` are refused until they have a connector."""
+
     type: Literal["sandbox"]
-    base_url: str = Field(pattern=r"^https?://[^\s]+$", max_length=2048)
+    base_url: str = Field(pattern=r"^https?://[!-~]+$", max_length=MAX_URL_LENGTH)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strict(cls, data: Any) -> Any:
+        # The domain's own error, not pydantic's: its message names the key refused,
+        # and nothing that could hold a secret is echoed or recorded.
+        return check_connector(data) if isinstance(data, dict) else data
 
 
 class CreateWorkspace(RequestBody):
@@ -49,18 +59,23 @@ class WorkspaceInfo(ResponseBody):
     folders: list[str]
 
 
+FieldName = Annotated[str, Field(pattern=FIELD_NAME)]
+
+
 class SchemaField(RequestBody):
-    name: str = Field(min_length=1, max_length=128)
-    reference: bool = False
+    name: FieldName
+    reference: StrictBool = False
     referenceTarget: str | None = Field(default=None, max_length=512)
-    multiple: bool = False
+    multiple: StrictBool = False
 
 
 class FolderSchemaBody(RequestBody):
-    idPath: str = Field(default="id", min_length=1, max_length=128)
+    idPath: FieldName = "id"
     fields: list[SchemaField] = Field(default_factory=list, max_length=500)
-    readOnly: list[str] = Field(default_factory=lambda: ["createdOn", "lastUpdated", "cdnUrl"])
-    filenameFrom: str | None = "slug"
+    readOnly: list[FieldName] = Field(
+        default_factory=lambda: ["createdOn", "lastUpdated", "cdnUrl"], max_length=MAX_READ_ONLY
+    )
+    filenameFrom: FieldName | None = "slug"
 
 
 class FolderSchemaOut(ResponseBody):

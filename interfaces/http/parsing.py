@@ -8,17 +8,21 @@ the projections for everyone.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TypeVar
+from urllib.parse import unquote_to_bytes
 
 import msgspec
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from domain.errors import NotFound
 from domain.json_types import JsonValue
+from domain.paths import HIDDEN
 from interfaces.http import models as m
 from interfaces.http.errors import ApiError
 
@@ -29,10 +33,19 @@ _BODY = msgspec.json.Decoder()
 
 MAX_JSON_DEPTH = 64
 """Deeper bodies are refused: recording and replaying them recurses once per level."""
+OFFLOAD_BYTES = 64 * 1024
+"""Bodies this large are decoded and checked in a thread: a few megabytes of tiny
+elements take seconds to walk, and on the event loop every other request would wait."""
 
 
 async def read_json(request: Request) -> JsonValue:
     raw = await request.body()
+    if len(raw) < OFFLOAD_BYTES:
+        return decode_body(raw)
+    return await run_in_threadpool(decode_body, raw)
+
+
+def decode_body(raw: bytes) -> JsonValue:
     if not raw:
         raise ApiError("invalid_request", "the request needs a JSON body")
     try:
@@ -43,34 +56,66 @@ async def read_json(request: Request) -> JsonValue:
         raise ApiError("invalid_request", "the body is nested too deeply") from None
     except msgspec.DecodeError as exc:
         raise ApiError("invalid_request", f"the body is not valid JSON: {exc}") from None
-    _check_storable(value)
+    keys = _check_storable(value)
+    # Every key of the document is followed by a colon, so when the decoded value has
+    # as many keys as the body has colons, none was dropped as a duplicate; only
+    # bodies with colons inside strings (URLs, times) pay for the second, exact pass.
+    if keys < raw.count(b":"):
+        json.loads(raw, object_pairs_hook=_unique_keys)
     return value
 
 
-def _check_storable(value: JsonValue) -> None:
+def _unique_keys(pairs: list[tuple[str, JsonValue]]) -> dict[str, JsonValue]:
+    """Refuse a repeated key: msgspec and json keep the last, silently dropping the others."""
+    found: dict[str, JsonValue] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ApiError("invalid_request", f"the body repeats the key {key!r}")
+        found[key] = value
+    return found
+
+
+def _check_storable(value: JsonValue) -> int:
     """Refuse what would be recorded and then break its readers.
 
     A NUL (``\\u0000``) is refused by every jsonb projection, so the projections
     would stop and every read-your-writes query would time out; a deeply nested
     body overflows Python's recursion limit where aggregates are copied and replayed.
+    Returns how many keys the value's objects hold.
     """
-    stack = [(value, 0)]
+    # Only containers go on the stack: a body of millions of scalars then allocates
+    # nothing per element (a tuple each would wake the garbage collector, which
+    # holds the GIL, and with it the event loop, for hundreds of milliseconds).
+    keys = 0
+    stack: list[tuple[JsonValue, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()
         if depth > MAX_JSON_DEPTH:
             raise ApiError("invalid_request", f"the body nests deeper than {MAX_JSON_DEPTH} levels")
-        if isinstance(item, str):
-            if "\x00" in item:
-                raise ApiError("invalid_request", "the body contains a NUL character (\\u0000)")
-        elif isinstance(item, dict):
-            stack.extend((key, depth + 1) for key in item)
-            stack.extend((sub, depth + 1) for sub in item.values())
+        if isinstance(item, dict):
+            keys += len(item)
+            children: list[JsonValue] = [*item, *item.values()]
         elif isinstance(item, list):
-            stack.extend((sub, depth + 1) for sub in item)
+            children = item
+        else:
+            children = [item]
+            depth -= 1
+        if children and depth >= MAX_JSON_DEPTH:
+            raise ApiError("invalid_request", f"the body nests deeper than {MAX_JSON_DEPTH} levels")
+        for sub in children:
+            if isinstance(sub, str):
+                if "\x00" in sub:
+                    raise ApiError("invalid_request", "the body contains a NUL character (\\u0000)")
+            elif isinstance(sub, dict | list):
+                stack.append((sub, depth + 1))
+    return keys
 
 
 async def parse(request: Request, model: type[M]) -> M:
-    return model.model_validate(await read_json(request))
+    raw = await request.body()
+    if len(raw) < OFFLOAD_BYTES:
+        return model.model_validate(decode_body(raw))
+    return await run_in_threadpool(lambda: model.model_validate(decode_body(raw)))
 
 
 async def parse_optional(request: Request, model: type[M]) -> M:
@@ -84,18 +129,41 @@ def reply(body: BaseModel | JsonValue, status: int = 200) -> JSONResponse:
     return JSONResponse(content, status_code=status)
 
 
+def _check_request_path(request: Request) -> None:
+    """Refuse a path whose escapes are not UTF-8 or that hides characters.
+
+    The server decodes invalid UTF-8 to U+FFFD, which would be written as is;
+    and a route's pattern stops before a trailing newline (``books%0A`` would
+    name ``books``), so the whole path is checked, not only its parameters.
+    """
+    raw = request.scope.get("raw_path")
+    if isinstance(raw, bytes):
+        try:
+            unquote_to_bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApiError("invalid_path", "the request path is not valid UTF-8") from None
+    path: str = request.scope.get("path", "")
+    if HIDDEN.search(path):
+        raise ApiError(
+            "invalid_path",
+            f"the request path {path[:200]!r} contains a control or invisible character",
+        )
+
+
 def workspace_param(request: Request) -> str:
     """``{ws}``: a name no workspace can have is simply not found."""
+    _check_request_path(request)
     value: str = request.path_params["ws"]
-    if not _WORKSPACE.match(value):
-        raise NotFound(f"workspace {value} does not exist")
+    if not _WORKSPACE.fullmatch(value):
+        raise NotFound(f"workspace {value[:100]!r} does not exist")
     return value
 
 
 def user_param(request: Request) -> str:
+    """``{user}``, under a ``{ws}`` whose ``workspace_param`` checked the whole path."""
     value: str = request.path_params["user"]
-    if not _USER.match(value):
-        raise ApiError("invalid_request", f"user {value!r} is not a valid user name")
+    if not _USER.fullmatch(value):
+        raise ApiError("invalid_request", f"user {value[:100]!r} is not a valid user name")
     return value
 
 
@@ -105,7 +173,11 @@ def draft_params(request: Request) -> tuple[str, str]:
 
 
 def path_param(request: Request, name: str) -> str:
-    """A path parameter the route's converter has already shaped (a folder, a file path)."""
+    """A path parameter the route's converter has already shaped (a folder, a file path).
+
+    The whole path was checked by ``workspace_param`` where it holds one; an id
+    (a pipeline's, a pull's) that no record can have is simply not found.
+    """
     value: str = request.path_params[name]
     return value
 
@@ -122,8 +194,8 @@ def query(request: Request) -> QueryParams:
 def draft_user_query(request: Request) -> str | None:
     """``?draft=``: whose draft to read through, or ``None`` for main."""
     user = request.query_params.get("draft")
-    if user is not None and not _USER.match(user):
-        raise ApiError("invalid_request", f"draft user {user!r} is not a valid user name")
+    if user is not None and not _USER.fullmatch(user):
+        raise ApiError("invalid_request", f"draft user {user[:100]!r} is not a valid user name")
     return user
 
 

@@ -43,12 +43,12 @@ PULL_STATES: tuple[str, ...] = get_args(m.PullState)
 
 
 async def pull_status(request: Request) -> Response:
-    """Authorized against the pull's own workspace: another workspace's token gets a 404,
-    as for a pull that does not exist (authenticating first: an anonymous caller learns nothing)."""
+    """Authorized against the pull's own workspace: another workspace's token gets the 404
+    of a pull that does not exist (authenticating first: an anonymous caller learns nothing)."""
     s, pull_id = Services.of(request), path_param(request, "pull_id")
     principal = await s.authenticate(request)
     status = await run_in_threadpool(s.queries.pull_status, pull_id)
-    s.authorize(principal, "read", status["workspace"])
+    s.authorize(principal, "read", s.visible(principal, "pull", pull_id, status["workspace"]))
     return reply(status)
 
 

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from domain.json_types import JsonObject
 from interfaces.http.models import ErrorBody
+from interfaces.http.rate_limit import UNLIMITED_PATHS
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -158,6 +159,8 @@ def openapi(endpoints: list[Endpoint], title: str, version: str) -> JsonObject:
             responses[str(status)] = entry
         error_ref = ref(ErrorBody)
         statuses = set(ep.errors) | ({401, 403, 404} if ep.auth else set())
+        if ep.path not in UNLIMITED_PATHS:
+            statuses.add(429)  # every caller is rate-limited (interfaces.http.rate_limit)
         if ep.body is not None:
             statuses |= {413, 422}
         if params:

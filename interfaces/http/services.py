@@ -18,9 +18,10 @@ from application.app import PublishdApplication
 from application.queries import Queries
 from application.views import PipelineStatus
 from application.worker import Worker
-from domain.errors import RefreshFailed
+from domain.errors import NotFound, RefreshFailed
 from domain.pull import Pull
 from infrastructure.postgres.tokens import Principal
+from interfaces.http.auth import may_see
 
 Authenticate = Callable[[Request], Awaitable[Principal]]
 Authorize = Callable[[Principal, str, str | None], None]
@@ -51,11 +52,23 @@ class Services:
         """Like ``guard``, for the workspace a pipeline belongs to.
 
         Authenticating first keeps an anonymous caller from learning, by a 404,
-        which pipeline ids exist.
+        which pipeline ids exist; another workspace's pipeline gets the very
+        404 an absent one gets, so a token cannot tell them apart.
         """
         principal = await self.authenticate(request)
         pipeline = await run_in_threadpool(self.app.pipeline, pipeline_id)
-        self.authorize(principal, scope, pipeline.workspace_id)
+        self.authorize(
+            principal,
+            scope,
+            self.visible(principal, "pipeline", pipeline_id, pipeline.workspace_id),
+        )
+
+    @staticmethod
+    def visible(principal: Principal, kind: str, object_id: str, workspace: str) -> str:
+        """``workspace`` when the principal may see it; else the ``kind``'s own not-found."""
+        if not may_see(principal, workspace):
+            raise NotFound(f"{kind} {object_id} does not exist")
+        return workspace
 
     # --- background work ----------------------------------------------------
     def wake_worker(self) -> None:

@@ -15,7 +15,7 @@ leaves (sse-starlette and Starlette cancel the generator on disconnect).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from functools import partial
 from uuid import UUID
 
@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from domain.errors import NotFound
 from domain.ids import workspace_uuid
 from infrastructure.postgres.feed.event_feed import EventFeed, Head
 from infrastructure.postgres.feed.wire import (
@@ -32,12 +33,14 @@ from infrastructure.postgres.feed.wire import (
     FeedEvent,
     StreamId,
 )
-from interfaces.http.auth import Authenticator, require_scope
+from interfaces.http.auth import Authenticator, Principal, may_see, require_scope
 from interfaces.http.errors import ApiError
 from interfaces.http.registry import Endpoint, Query, documented
+from interfaces.http.stream_limits import OpenStreams, StreamLimits, chunked, stream_owner
 
 NDJSON = "application/x-ndjson"
 MAX_ID = 2**63 - 1  # PostgreSQL bigint: anything larger would fail in the query
+MAX_ID_DIGITS = 20  # checked before int(): Python refuses to parse more than 4,300 digits
 Batches = AsyncGenerator[list[FeedEvent], None]
 
 
@@ -49,8 +52,10 @@ def resume_point(request: Request) -> int:
     if raw is None or raw.strip() == "":
         return 0
     raw = raw.strip()
-    if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_ID:
-        raise ApiError("invalid_request", "Last-Event-ID / after must be an integer >= 0")
+    if len(raw) > MAX_ID_DIGITS or not raw.isascii() or not raw.isdigit() or int(raw) > MAX_ID:
+        raise ApiError(
+            "invalid_request", f"Last-Event-ID / after must be an integer from 0 to {MAX_ID}"
+        )
     return int(raw)
 
 
@@ -113,41 +118,63 @@ async def positioned_events(
                 last = fresh[-1].position
 
 
-def respond(request: Request, batches: Batches, stream_id: StreamId, ping: float) -> Response:
-    """SSE by default; one JSON object per line for ``Accept: application/x-ndjson``."""
+def respond(
+    request: Request,
+    principal: Principal,
+    batches: Batches,
+    stream_id: StreamId,
+    *,
+    ping: float,
+    open_streams: OpenStreams,
+) -> Response:
+    """SSE by default; one JSON object per line for ``Accept: application/x-ndjson``.
+
+    The owner's allowance is checked last, once every other refusal has had its chance.
+    """
     if NDJSON in request.headers.get("accept", ""):
-        return StreamingResponse(_encoded(batches, None), media_type=NDJSON)
-    return EventSourceResponse(
-        _encoded(batches, stream_id), ping=ping, headers={"X-Accel-Buffering": "no"}
-    )
+        body = _encoded(batches, None)
+        response: Response = StreamingResponse(body, media_type=NDJSON)
+    else:
+        body = _encoded(batches, stream_id)
+        response = EventSourceResponse(body, ping=ping, headers={"X-Accel-Buffering": "no"})
+    return open_streams.guard(stream_owner(request, principal), response, body)
 
 
-async def _encoded(batches: Batches, stream_id: StreamId | None) -> AsyncIterator[bytes]:
+async def _encoded(batches: Batches, stream_id: StreamId | None) -> AsyncGenerator[bytes, None]:
     # aclosing: when the client leaves, the inner generator's ``with`` ends now, not at GC
     async with contextlib.aclosing(batches) as events:
         async for batch in events:
-            if stream_id is None:
-                yield b"".join(e.ndjson() for e in batch)
-            else:
-                yield b"".join(e.sse(stream_id) for e in batch)
+            frames = (e.ndjson() if stream_id is None else e.sse(stream_id) for e in batch)
+            for chunk in chunked(frames):
+                yield chunk
 
 
 def stream_routes(
-    feed: EventFeed, authenticator: Authenticator, *, ping_seconds: float = 15.0
+    feed: EventFeed,
+    authenticator: Authenticator,
+    *,
+    ping_seconds: float = 15.0,
+    limits: StreamLimits | None = None,
 ) -> list[Route]:
+    opened = OpenStreams(limits or StreamLimits())
+    answer = partial(respond, ping=ping_seconds, open_streams=opened)
+
     async def pipeline_stream(request: Request) -> Response:
         principal = await authenticator.authenticate(request, allow_ticket=True)
         after = resume_point(request)
+        absent = NotFound(f"pipeline {request.path_params['id']} does not exist")
         try:
             pipeline_id = UUID(request.path_params["id"])
         except ValueError:
-            raise ApiError("not_found", "pipeline not found") from None
+            raise absent from None
         head = await feed.head(pipeline_id)
         if head is None or PIPELINE_TOPIC_MARK not in head.topic:
-            raise ApiError("not_found", f"pipeline {pipeline_id} not found")
+            raise absent
+        if not may_see(principal, head.workspace):
+            raise absent  # (the same answer: a token cannot tell another's from none)
         require_scope(principal, "read", head.workspace)
-        return respond(
-            request, pipeline_events(feed, pipeline_id, after, head), "version", ping_seconds
+        return answer(
+            request, principal, pipeline_events(feed, pipeline_id, after, head), "version"
         )
 
     async def workspace_stream(request: Request) -> Response:
@@ -156,18 +183,15 @@ def stream_routes(
         require_scope(principal, "read", workspace)
         after, follow = resume_point(request), _follow(request)
         if await feed.head(workspace_uuid(workspace)) is None:
-            raise ApiError("not_found", f"workspace {workspace} not found")
-        return respond(
-            request, positioned_events(feed, workspace, after, follow), "position", ping_seconds
-        )
+            raise NotFound(f"workspace {workspace} does not exist")
+        events = positioned_events(feed, workspace, after, follow)
+        return answer(request, principal, events, "position")
 
     async def global_stream(request: Request) -> Response:
         principal = await authenticator.authenticate(request, allow_ticket=True)
         require_scope(principal, "admin", None)
         after, follow = resume_point(request), _follow(request)
-        return respond(
-            request, positioned_events(feed, None, after, follow), "position", ping_seconds
-        )
+        return answer(request, principal, positioned_events(feed, None, after, follow), "position")
 
     return [
         Route("/pipelines/{id}/events", pipeline_stream, methods=["GET"]),
@@ -178,7 +202,7 @@ def stream_routes(
 
 def _documented_stream(path: str, summary: str, operation: str, *query: Query) -> Endpoint:
     resume = (
-        Query("after", {"type": "integer", "minimum": 0}),
+        Query("after", {"type": "integer", "minimum": 0, "maximum": MAX_ID}),
         Query("ticket", {"type": "string"}),
     )
     return documented(

@@ -117,6 +117,9 @@ def serve_publishd(database: Database) -> Iterator[Publishd]:
         db_schema=schema,
         lease_seconds=5,
         max_request_bytes=MAX_REQUEST_BYTES,
+        # the fuzzer and the threaded tests go faster than a person; the limit has its own test
+        rate_limit=100_000,
+        rate_limit_burst=100_000,
     )
     runtime = Runtime.build(settings)
     try:

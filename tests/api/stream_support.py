@@ -29,6 +29,7 @@ from infrastructure.postgres.feed.event_feed import EventFeed
 from infrastructure.postgres.tokens import TokenStore
 from interfaces.http.auth import Authenticator, auth_routes
 from interfaces.http.errors import install_error_handlers
+from interfaces.http.stream_limits import StreamLimits
 from interfaces.http.streams import stream_routes
 
 WORKER = "test-worker"
@@ -118,7 +119,7 @@ def streams_app(
     queue_size: int = 10_000,
     batch_size: int = 1000,
     ping_seconds: float = 15.0,
-    cache_seconds: float = 5.0,
+    limits: StreamLimits | None = None,
 ) -> StreamsApp:
     recorder: Any = store.recorder
     feed = EventFeed.for_recorder(
@@ -129,7 +130,7 @@ def streams_app(
         poll_seconds=1.0,
     )
     tokens = TokenStore(database.conninfo, recorder.datastore.schema)
-    authenticator = Authenticator(tokens, cache_seconds=cache_seconds)
+    authenticator = Authenticator(tokens)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -144,7 +145,7 @@ def streams_app(
 
     app = Starlette(
         routes=[
-            *stream_routes(feed, authenticator, ping_seconds=ping_seconds),
+            *stream_routes(feed, authenticator, ping_seconds=ping_seconds, limits=limits),
             *auth_routes(authenticator),
         ],
         lifespan=lifespan,

@@ -11,7 +11,7 @@ from psycopg import sql
 from starlette.exceptions import StarletteDeprecationWarning
 
 from infrastructure.postgres.database import Database
-from interfaces.http.auth import Authenticator
+from infrastructure.postgres.tokens import TokenStore, token_hash
 from tests.api.stream_support import (
     EventStore,
     StreamsApp,
@@ -83,7 +83,8 @@ def test_token_creation_refuses_unknown_scopes_and_workspace_less_tokens(
 def test_auth_matrix_on_streams(served: tuple[StreamsApp, TestClient, str]) -> None:
     s, client, pipeline_id = served
     acme_read = bearer(s.tokens.create_token("acme", ["read"]))
-    acme_write = bearer(s.tokens.create_token("acme", ["write", "publish"]))
+    acme_write = bearer(s.tokens.create_token("acme", ["write"]))
+    acme_publish = bearer(s.tokens.create_token("acme", ["publish"]))
     other_read = bearer(s.tokens.create_token("other", ["read"]))
     admin = bearer(s.tokens.create_token(None, [], admin=True))
     pipeline = f"/pipelines/{pipeline_id}/events"
@@ -97,6 +98,7 @@ def test_auth_matrix_on_streams(served: tuple[StreamsApp, TestClient, str]) -> N
         assert error(client, url, other_read) == (404, "not_found")
         assert error(client, url, acme_write) == (403, "forbidden")
         assert client.get(url, headers=acme_read).status_code == 200
+        assert client.get(url, headers=acme_publish).status_code == 200  # publish implies read
         assert client.get(url, headers=admin).status_code == 200
     assert error(client, everything, acme_read) == (403, "forbidden")
     response = client.get(everything, headers=admin)
@@ -135,17 +137,50 @@ def test_an_expired_ticket_is_refused(served: tuple[StreamsApp, TestClient, str]
     assert error(client, url, {}) == (401, "unauthorized")
 
 
-def test_revocation_takes_effect_after_the_cache_ttl(
-    database: Database, store: EventStore, served: tuple[StreamsApp, TestClient, str]
+def test_revocation_takes_effect_at_once_in_every_process(
+    database: Database, schema: str, served: tuple[StreamsApp, TestClient, str]
 ) -> None:
+    """Another process (here another store on its own pool) revokes; the next request is 401."""
     s, client, pipeline_id = served
-    now = [0.0]
-    authenticator = Authenticator(s.tokens, cache_seconds=5.0, clock=lambda: now[0])
-    s.authenticator.__dict__.update(authenticator.__dict__)  # same app, controllable clock
     token = s.tokens.create_token("acme", ["read"])
     url = f"/pipelines/{pipeline_id}/events"
     assert client.get(url, headers=bearer(token)).status_code == 200
-    assert s.tokens.revoke(token)
-    assert client.get(url, headers=bearer(token)).status_code == 200  # cached
-    now[0] = 5.1
+    elsewhere = TokenStore(database.conninfo, schema)
+    elsewhere.open()
+    try:
+        assert elsewhere.revoke(token)
+    finally:
+        elsewhere.close()
     assert error(client, url, bearer(token)) == (401, "unauthorized")
+    assert not s.tokens.revoke(token), "revoking twice finds no live token"
+
+
+def test_token_creation_refuses_admin_as_a_scope_and_empty_scopes(
+    served: tuple[StreamsApp, TestClient, str],
+) -> None:
+    s, _, _ = served
+    with pytest.raises(ValueError, match="admin is not a scope"):
+        s.tokens.create_token("acme", ["read", "admin"])
+    with pytest.raises(ValueError, match="at least one scope"):
+        s.tokens.create_token("acme", [])
+    with pytest.raises(ValueError, match="global"):
+        s.tokens.create_token("acme", ["read"], admin=True)
+    assert [(t.workspace, t.admin) for t in s.tokens.list_tokens()] == []
+
+
+def test_a_revoked_token_is_listed_as_revoked_without_its_secret(
+    served: tuple[StreamsApp, TestClient, str],
+) -> None:
+    s, _, _ = served
+    token = s.tokens.create_token("acme", ["read", "write"])
+    (row,) = s.tokens.list_tokens()
+    assert (row.workspace, row.scopes, row.admin, row.revoked) == (
+        "acme",
+        ["read", "write"],
+        False,
+        False,
+    )
+    assert token not in repr(row) and token_hash(token) not in repr(row)
+    assert s.tokens.revoke_id(row.id)
+    assert s.tokens.lookup(token) is None
+    assert [t.revoked for t in s.tokens.list_tokens()] == [True]

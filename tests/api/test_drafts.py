@@ -168,3 +168,51 @@ def test_a_body_over_the_limit_is_payload_too_large(api: Publishd, ws: str) -> N
     assert_error(api.put(url, content=chunks()), 413, "payload_too_large")
     assert api.head() == before
     write(api, ws, "books/big.json", {"title": "x" * (MAX_REQUEST_BYTES // 2)})
+
+
+@pytest.mark.parametrize(
+    ("user", "path", "code"),
+    [
+        ("alice%0A", "books/x.json", "invalid_path"),
+        ("alice%0D%0A", "books/x.json", "invalid_path"),
+        ("alice", "books/x.json%0A", "invalid_path"),
+        ("alice", "books/x%C2%85.json", "invalid_path"),
+        ("alice", "books/x%E2%80%AEnosj.json", "invalid_path"),
+        ("alice", "books/x%E2%80%8B.json", "invalid_path"),
+        ("alice", "books/x%EF%BB%BF.json", "invalid_path"),
+        ("alice", "books/x%FF.json", "invalid_path"),
+        ("alice", "books/x%C3.json", "invalid_path"),
+        ("al%FFice", "books/x.json", "invalid_path"),
+    ],
+    ids=[
+        "user-newline",
+        "user-crlf",
+        "path-newline",
+        "path-c1",
+        "path-bidi-override",
+        "path-zero-width",
+        "path-bom",
+        "path-invalid-utf8",
+        "path-truncated-utf8",
+        "user-invalid-utf8",
+    ],
+)
+def test_names_that_look_like_others_are_refused_and_nothing_written(
+    api: Publishd, ws: str, user: str, path: str, code: str
+) -> None:
+    """``alice%0A`` made a draft ``alice\\n``; invalid UTF-8 became U+FFFD and was written."""
+    before = api.head()
+    url = f"/workspaces/{ws}/drafts/{user}/files/{path}"
+
+    assert_error(api.put(url, json={"title": "look-alike"}), 422, code)
+    assert_error(api.delete(url), 422, code)
+    if user == "alice":
+        assert_error(api.get(f"/workspaces/{ws}/files/{path}?draft=alice"), 422, code)
+
+    assert api.head() == before, "a refused request wrote something"
+    assert api.ok("GET", f"{draft_url(ws)}/changes")["changes"] == []
+
+
+def test_a_draft_user_in_a_query_is_matched_whole(api: Publishd, ws: str) -> None:
+    response = api.get(f"/workspaces/{ws}/files/books/old-man.json?draft=alice%0A")
+    assert_error(response, 422, "invalid_request")

@@ -172,3 +172,67 @@ def test_put_schema_refuses_invalid_schemas(
     assert_error(
         api.put(f"/workspaces/{new_workspace_id()}/schemas/books", json={}), 404, "not_found"
     )
+
+
+def test_a_schema_folder_with_a_trailing_newline_does_not_overwrite_another(
+    api: Publishd,
+) -> None:
+    """``PUT /schemas/books%0A`` overwrote ``books``: the route stopped before the newline."""
+    ws = new_workspace_id()
+    api.ok(
+        "POST",
+        "/workspaces",
+        201,
+        json={"id": ws, "connector": {"type": "sandbox", "base_url": "http://x"}},
+    )
+    api.ok("PUT", f"/workspaces/{ws}/schemas/books", json={"idPath": "id"})
+    before = api.head()
+
+    for folder in ("books%0A", "books%E2%80%8B", "books%C2%9B", "bo%FFoks"):
+        response = api.put(f"/workspaces/{ws}/schemas/{folder}", json={"idPath": "other"})
+        assert_error(response, 422, "invalid_path")
+
+    assert api.head() == before
+    assert api.ok("GET", f"/workspaces/{ws}")["folders"] == ["books"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"fields": [{"name": "a", "reference": True, "referenceTarget": "x", "multiple": "yes"}]},
+        {"fields": [{"name": "a", "reference": "true", "referenceTarget": "x"}]},
+        {"fields": [{"name": "a", "reference": True, "referenceTarget": "x", "multiple": 1}]},
+        {"fields": [{"name": "author\n"}]},
+        {"idPath": "id\n"},
+        {"readOnly": ["x" * 129]},
+        {"readOnly": [f"f{i}" for i in range(501)]},
+        {"readOnly": ["created on"]},
+        {"filenameFrom": "s" * 129},
+        {"filenameFrom": "slug\n"},
+    ],
+    ids=[
+        "multiple-yes",
+        "reference-string",
+        "multiple-int",
+        "name-newline",
+        "idpath-newline",
+        "readonly-long-name",
+        "readonly-too-many",
+        "readonly-space",
+        "filenamefrom-long",
+        "filenamefrom-newline",
+    ],
+)
+def test_schema_values_are_not_coerced_nor_unbounded(api: Publishd, body: dict[str, Any]) -> None:
+    ws = new_workspace_id()
+    api.ok(
+        "POST",
+        "/workspaces",
+        201,
+        json={"id": ws, "connector": {"type": "sandbox", "base_url": "http://x"}},
+    )
+    before = api.head()
+
+    assert_error(api.put(f"/workspaces/{ws}/schemas/books", json=body), 422, "invalid_request")
+
+    assert api.head() == before

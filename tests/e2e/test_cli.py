@@ -38,9 +38,21 @@ def publishd(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
     )
 
 
+def create_workspace(database: Database, schema: str, workspace: str) -> None:
+    from infrastructure.settings import Settings
+    from interfaces.bootstrap import Runtime
+
+    runtime = Runtime.build(Settings(database_url=database.conninfo, db_schema=schema))
+    try:
+        runtime.app.create_workspace(workspace, {"type": "sandbox", "base_url": "http://x"})
+    finally:
+        runtime.close()
+
+
 def test_tokens_create_prints_a_working_token_alone_on_the_last_line(
     env: dict[str, str], database: Database, schema: str
 ) -> None:
+    create_workspace(database, schema, "acme")
     done = publishd(env, "tokens", "create", "--workspace", "acme", "--scopes", "read,publish")
     assert done.returncode == 0, done.stderr
     token = done.stdout.strip().splitlines()[-1]
@@ -54,6 +66,58 @@ def test_tokens_create_prints_a_working_token_alone_on_the_last_line(
     assert principal.workspace == "acme" and principal.scopes == frozenset({"read", "publish"})
     assert publishd(env, "tokens", "create", "--scopes", "read").returncode == 2
     assert publishd(env, "tokens", "create", "--workspace", "a", "--scopes", "root").returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["--workspace", "acme", "--scopes", "read,admin"], 2, "admin is not a scope"),
+        (["--workspace", "acme", "--scopes", ","], 2, "at least one scope"),
+        (["--workspace", "acme"], 2, "at least one scope"),
+        (["--workspace", "WS;drop", "--scopes", "read"], 2, "not a valid workspace id"),
+        (["--admin", "--workspace", "acme"], 2, "global token"),
+        (["--workspace", "nowhere", "--scopes", "read"], 1, "workspace nowhere does not exist"),
+    ],
+)
+def test_tokens_create_refuses_with_one_line_and_an_exit_code(
+    env: dict[str, str], database: Database, schema: str, args: list[str], code: int, says: str
+) -> None:
+    if code == 1:
+        create_workspace(database, schema, "acme")  # (the tables exist; nowhere does not)
+    done = publishd(env, "tokens", "create", *args)
+    assert (done.returncode, done.stdout) == (code, ""), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and says in done.stderr, done.stderr
+
+
+def test_tokens_list_and_revoke_take_effect_at_once(
+    env: dict[str, str], database: Database, schema: str
+) -> None:
+    import json
+
+    create_workspace(database, schema, "acme")
+    token = publishd(env, "tokens", "create", "--workspace", "acme", "--scopes", "read")
+    secret = token.stdout.strip().splitlines()[-1]
+    listed = publishd(env, "tokens", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (row,) = json.loads(listed.stdout)
+    assert (row["workspace"], row["scopes"], row["admin"], row["revoked"]) == (
+        "acme",
+        ["read"],
+        False,
+        False,
+    )
+    assert secret not in listed.stdout
+    store = TokenStore(database.conninfo, schema)
+    store.open()
+    try:
+        assert store.lookup(secret) is not None
+        assert publishd(env, "tokens", "revoke", str(row["id"])).returncode == 0
+        assert store.lookup(secret) is None
+    finally:
+        store.close()
+    again = publishd(env, "tokens", "revoke", str(row["id"]))
+    assert again.returncode == 1 and "no live token" in again.stderr
+    assert json.loads(publishd(env, "tokens", "list", "--json").stdout)[0]["revoked"] is True
 
 
 def test_projections_verify_exits_1_on_drift_and_0_after_a_rebuild(

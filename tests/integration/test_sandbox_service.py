@@ -108,6 +108,19 @@ def test_put_collection_rejects_unroutable_names(client: httpx.Client, name: str
     assert response.json()["code"] == "validation_error"
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_what_json_does_not_allow_is_a_400_not_a_500(client: httpx.Client, constant: str) -> None:
+    body = f'{{"fieldData": {{"a": {constant}}}}}'.encode()
+    headers = {"content-type": "application/json"}
+
+    response = client.post("/collections/authors/items", content=body, headers=headers)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "validation_error"
+    assert constant.lstrip("-") in response.json()["message"]
+    assert total(client, "authors") == 2
+
+
 def test_seed_targets_must_exist() -> None:
     seed = {"collections": {"books": {"referenceFields": {"author": {"target": "authors"}}}}}
     with pytest.raises(ValueError, match=r"books\.author targets undefined 'authors'"):

@@ -272,7 +272,7 @@ class MemoryViews(Views):
             ]
             if before is not None:
                 anchor = tables.status.get(before)
-                if anchor is None:
+                if anchor is None or (workspace is not None and anchor.workspace != workspace):
                     return []  # (the row comparison with a missing pipeline is NULL)
                 bound = (_moment(anchor.created_at), anchor.pipeline_id)
                 rows = [r for r in rows if (_moment(r.created_at), r.pipeline_id) < bound]

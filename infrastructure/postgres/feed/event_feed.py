@@ -67,6 +67,7 @@ class EventFeed:
         channel: str | None = None,
         batch_size: int = 1000,
         replay_page_size: int = 5000,
+        replay_page_bytes: int = 256 * 1024,
         queue_size: int = 10_000,
         poll_seconds: float = 5.0,
         pool_size: int = 4,
@@ -76,6 +77,7 @@ class EventFeed:
         self._q = EventQueries(schema, table)
         self._batch_size = batch_size
         self._page_size = replay_page_size
+        self._page_bytes = replay_page_bytes
         self._poll_seconds = poll_seconds
         self._pool = AsyncConnectionPool(
             conninfo, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, open=False
@@ -281,4 +283,6 @@ class EventFeed:
         self, query: sql.Composed, params: Params, key: int, after: int, page_size: int | None
     ) -> AsyncGenerator[list[FeedEvent], None]:
         size = page_size or self._page_size
-        return keyset_pages(self._pool, self._rows, query, params, key, after, size)
+        return keyset_pages(
+            self._pool, self._rows, query, params, key, after, size, self._page_bytes
+        )

@@ -63,6 +63,8 @@ class FeedEvent:
     workspace: str | None
     text: bytes
     """The wire JSON object, UTF-8."""
+    keep_frames: bool = True
+    """Whether frames are cached: worth it for a live event sent to many, not for a replay's."""
     _frames: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     @property
@@ -80,7 +82,8 @@ class FeedEvent:
         if frame is None:
             ident = self.version if stream_id == "version" else self.position
             frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (ident, self.type.encode(), self.text)
-            self._frames[stream_id] = frame
+            if self.keep_frames:
+                self._frames[stream_id] = frame
         return frame
 
     def ndjson(self) -> bytes:

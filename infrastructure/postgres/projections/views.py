@@ -224,9 +224,13 @@ class PostgresViews(Views):
             _STATUS + " WHERE (%s::text IS NULL OR s.workspace = %s)"
             ' AND (%s::text IS NULL OR s."user" = %s) AND (%s::text IS NULL OR s.state = %s)'
             " AND (%s::text IS NULL OR (s.created_at, s.pipeline_id) < (SELECT b.created_at,"
-            " b.pipeline_id FROM {pipeline_status} b WHERE b.pipeline_id = %s))"
+            " b.pipeline_id FROM {pipeline_status} b WHERE b.pipeline_id = %s"
+            " AND (%s::text IS NULL OR b.workspace = %s)))"
             " ORDER BY s.created_at DESC, s.pipeline_id DESC LIMIT %s",
-            (_PHASES, workspace, workspace, user, user, state, state, before, before, limit),
+            (
+                *(_PHASES, workspace, workspace, user, user, state, state),
+                *(before, before, workspace, workspace, limit),
+            ),
         )
         return [self._status(row) for row in rows]
 

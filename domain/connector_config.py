@@ -1,0 +1,79 @@
+"""A workspace's connector config: where its service is, and nothing secret.
+
+A config is recorded in ``WorkspaceCreated`` / ``ConnectorChanged`` and served
+on the workspace's stream to every reader, so it is checked strictly before it
+is recorded: only the keys a connector type documents, and a ``base_url`` with
+no credentials in it, that the connector's HTTP client can reach. (Events
+recorded before these checks may hold more: replaying them never checks.)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from domain.errors import InvalidConnector
+from domain.json_types import JsonObject, JsonValue
+
+SUPPORTED_TYPES: dict[str, frozenset[str]] = {"sandbox": frozenset({"type", "base_url"})}
+"""The keys each connector type takes (API.md §12)."""
+LATER_TYPES = frozenset({"webflow", "airtable"})
+"""Documented in API.md §12 but without a connector yet: refused until they have one."""
+MAX_URL_LENGTH = 2048
+_URL_CHARS = re.compile(r"[!-~]+")
+"""Printable ASCII, no space: what an HTTP client sends as is, with nothing to hide."""
+_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})*\.?")
+
+
+def check_connector(config: Mapping[str, JsonValue]) -> JsonObject:
+    """The config as it may be recorded; ``InvalidConnector`` naming the key otherwise."""
+    kind = config.get("type")
+    if not isinstance(kind, str):
+        raise InvalidConnector("connector.type must be one of: " + ", ".join(SUPPORTED_TYPES))
+    if kind in LATER_TYPES:
+        raise InvalidConnector(f"connector type {kind!r} is not supported yet")
+    allowed = SUPPORTED_TYPES.get(kind)
+    if allowed is None:
+        raise InvalidConnector(f"connector type {kind[:64]!r} is unknown")
+    for key in config:
+        if key not in allowed:
+            raise InvalidConnector(
+                f"connector.{key[:64]} is not a key of a {kind} connector "
+                f"(it takes {', '.join(sorted(allowed))}; credentials are never part of it)"
+            )
+    base_url = config.get("base_url")
+    if not isinstance(base_url, str):
+        raise InvalidConnector("connector.base_url must be a string")
+    check_base_url(base_url)
+    return {"type": kind, "base_url": base_url}
+
+
+def check_base_url(url: str) -> None:
+    """An ``http(s)://host[:port][/path]`` URL: no credentials, query or fragment.
+
+    A path is allowed (a service behind a prefix); the connector sends under it
+    whether or not the URL ends with ``/``.
+    """
+    what = "connector.base_url"
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidConnector(f"{what} is longer than {MAX_URL_LENGTH} characters")
+    if not _URL_CHARS.fullmatch(url):
+        raise InvalidConnector(f"{what} must be printable ASCII without spaces")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidConnector(f"{what} is not a valid URL: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise InvalidConnector(f"{what} must start with http:// or https://")
+    if "@" in parts.netloc:
+        raise InvalidConnector(f"{what} must not carry credentials (user:password@)")
+    if "?" in url or "#" in url:
+        raise InvalidConnector(f"{what} must not have a query or a fragment")
+    host = parts.hostname or ""
+    bracketed = parts.netloc.startswith("[")
+    if not host or (not bracketed and not _HOST.fullmatch(host)):
+        raise InvalidConnector(f"{what} must name a host")
+    if port == 0:
+        raise InvalidConnector(f"{what} has port 0")
