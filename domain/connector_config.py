@@ -77,3 +77,26 @@ def check_base_url(url: str) -> None:
         raise InvalidConnector(f"{what} must name a host")
     if port == 0:
         raise InvalidConnector(f"{what} has port 0")
+
+
+def public_connector(config: JsonValue) -> JsonValue:
+    """A recorded config as readers may see it: only its type's keys, no credentials in the URL.
+
+    For events recorded before configs were checked, which may hold a token
+    or ``user:password@`` in ``base_url``: the event store keeps what was
+    recorded, the streams serve this.
+    """
+    if not isinstance(config, dict):
+        return config
+    kind = config.get("type")
+    allowed = SUPPORTED_TYPES.get(kind, frozenset({"type"})) if isinstance(kind, str) else set()
+    shown: JsonObject = {key: value for key, value in config.items() if key in allowed}
+    url = shown.get("base_url")
+    if isinstance(url, str):
+        try:
+            parts = urlsplit(url)
+            host = parts.netloc.rpartition("@")[2]
+            shown["base_url"] = f"{parts.scheme}://{host}{parts.path}" if parts.scheme else ""
+        except ValueError:
+            shown["base_url"] = ""
+    return shown

@@ -91,3 +91,20 @@ def test_a_state_that_is_not_json_still_yields_an_event() -> None:
     event = WireEncoder().encode((1, PIPELINE, 1, "x:Y.Broken", b"\xff not json"), None)
     assert event.data["type"] == "Broken"
     assert event.data["workspace"] is None
+
+
+@pytest.mark.parametrize("kind", ["WorkspaceCreated", "ConnectorChanged"])
+def test_a_secret_recorded_before_configs_were_checked_is_not_served(kind: str) -> None:
+    connector = {
+        "type": "sandbox",
+        "base_url": "http://ann:hunter2@cms.example:9100/api/?key=abc",
+        "token": "s3cret",
+    }
+    fields = {"workspace_id": "acme", "connector": connector}
+    row = (7, PIPELINE, 1, f"domain.workspace:Workspace.{kind}", stored(fields))
+    served = WireEncoder().encode(row, "acme").ndjson()
+    assert b"hunter2" not in served and b"s3cret" not in served and b"key=abc" not in served
+    assert json.loads(served)["connector"] == {
+        "type": "sandbox",
+        "base_url": "http://cms.example:9100/api/",
+    }

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from application.projections.events import event_name, plain_fields
+from domain.connector_config import public_connector
 
 TERMINAL_PIPELINE_EVENTS = frozenset(
     {"PipelineCompleted", "PipelineFailed", "PipelineCancelled", "PipelineStale"}
@@ -90,6 +91,10 @@ class FeedEvent:
         return self.text + b"\n"
 
 
+_CONNECTOR_EVENTS = frozenset({"WorkspaceCreated", "ConnectorChanged"})
+"""Events carrying a connector config: served as ``public_connector`` shows it."""
+
+
 class WireEncoder:
     """Rows to FeedEvents; remembers per topic whether the fast splice is exact."""
 
@@ -100,7 +105,7 @@ class WireEncoder:
         position, originator_id, version, topic, _ = row
         kind = event_name(topic)
         pipeline = PIPELINE_TOPIC_MARK in topic
-        text = self._spliced(row, kind, workspace, pipeline)
+        text = None if kind in _CONNECTOR_EVENTS else self._spliced(row, kind, workspace, pipeline)
         if text is None:
             text = self._recoded(row, kind, workspace, pipeline)
         return FeedEvent(position, originator_id, version, kind, workspace, text)
@@ -150,4 +155,6 @@ class WireEncoder:
         for key, value in fields.items():
             if key not in data and key not in _INTERNAL_FIELDS:
                 data[key] = value
+        if kind in _CONNECTOR_EVENTS:
+            data["connector"] = public_connector(data.get("connector"))
         return _encode(data).encode()
