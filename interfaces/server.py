@@ -38,22 +38,61 @@ _REFUSED = (
 )
 
 
-def guarded_protocol(header_timeout: float, max_connections: int) -> type[H11Protocol]:
-    """uvicorn's h11 protocol, with the two bounds uvicorn lacks.
+class _CutOffAfterClose:
+    """A transport whose ``close`` cuts the connection off if the peer never takes the rest.
+
+    asyncio's ``close`` waits to flush what is buffered: a client that stopped
+    reading (a stream dropped for it) would hold its socket, and a connection
+    slot, for as long as it likes. After ``grace`` the connection is aborted.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop, grace: float):
+        self._transport = transport
+        self._loop = loop
+        self._grace = grace
+
+    def close(self) -> None:
+        self._transport.close()
+        if self._transport.get_write_buffer_size():
+            self._loop.call_later(self._grace, self._transport.abort)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def guarded_protocol(
+    header_timeout: float, max_connections: int, stall_timeout: float
+) -> type[H11Protocol]:
+    """uvicorn's h11 protocol, with the bounds uvicorn lacks.
 
     uvicorn times out only an idle keep-alive connection after a response: a
     connection that never sends its request head (or sends half of it) would
     hold a file descriptor for good, and enough of them stop the server
     accepting anyone. Each connection must deliver a complete request head
     within ``header_timeout`` of opening or of its last response; past
-    ``max_connections`` a new connection is answered 503 and closed.
+    ``max_connections`` a new connection is answered 503 and closed. A client
+    that stops reading what it is sent (the write buffer stays full for
+    ``stall_timeout``) is cut off: closing alone would wait for it to read.
     """
 
     class GuardedH11Protocol(H11Protocol):
         _head_timer: asyncio.TimerHandle | None = None
+        _stall_timer: asyncio.TimerHandle | None = None
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if self._stall_timer is None:
+                self._stall_timer = self.loop.call_later(stall_timeout, self.transport.abort)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            if self._stall_timer is not None:
+                self._stall_timer.cancel()
+                self._stall_timer = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
+            guarded = _CutOffAfterClose(transport, self.loop, stall_timeout)
+            super().connection_made(guarded)  # type: ignore[arg-type]
             if len(self.connections) > max_connections:
                 transport.write(_REFUSED)
                 transport.close()
@@ -72,6 +111,9 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[H11Pro
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            if self._stall_timer is not None:
+                self._stall_timer.cancel()
+                self._stall_timer = None
             super().connection_lost(exc)
 
         def _arm(self) -> None:
@@ -99,7 +141,11 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **options: Any) -> uvicorn.
     """The server's bounds on connections, shared by ``serve`` and the tests that check them."""
     return uvicorn.Config(
         app,
-        http=guarded_protocol(settings.header_timeout_seconds, settings.max_connections),
+        http=guarded_protocol(
+            settings.header_timeout_seconds,
+            settings.max_connections,
+            settings.stream_send_timeout_seconds,
+        ),
         timeout_keep_alive=max(1, round(settings.keep_alive_seconds)),
         log_level="warning",
         access_log=False,

@@ -35,7 +35,12 @@ STALLED_NDJSON = 15
 HISTORY = 300  # replayed to every client that connects
 WRITES = 200  # written while they are connected
 CONTENT_BYTES = 8_000
+FD_SLACK = 15  # the reader's socket, a few more pool connections; 60 stalled sockets: +67
 RSS_GROWTH_LIMIT_MB = 80  # measured: ~40 MB; the code before this limit: ~355 MB
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def rss_mb(pid: int) -> float:
@@ -176,6 +181,7 @@ def test_clients_that_never_read_are_dropped_and_cost_bounded_memory(
         write(i)
     token = runtime.tokens.create_token("acme", ["read"])
     before = rss_mb(server.process.pid)
+    fds_before = open_fds(server.process.pid)
     reader = Reader(server.url, runtime.tokens.create_token("acme", ["read"]))
     stalled = [
         stalled_client(server.url, token, "text/event-stream") for _ in range(STALLED_SSE)
@@ -199,6 +205,12 @@ def test_clients_that_never_read_are_dropped_and_cost_bounded_memory(
             waited = time.monotonic() - ended
             assert waited < SEND_TIMEOUT + 4, f"{still} stalled clients open {waited:.1f} s on"
             time.sleep(0.05)
+        # and their sockets are cut off, though the clients still hold them open unread
+        wait_until(
+            lambda: open_fds(server.process.pid) <= fds_before + FD_SLACK,
+            SEND_TIMEOUT + 4,
+            f"the dropped clients' sockets closed ({fds_before} fds before them)",
+        )
     finally:
         reader.stop.set()
         for sock in stalled:
