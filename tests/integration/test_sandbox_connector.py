@@ -9,28 +9,16 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from application.connector import EntryRejected, FatalConnectorError, TransientFailure
 from infrastructure.connectors.rate_limit import TokenBucket
-from infrastructure.connectors.sandbox import SandboxConnector
 from infrastructure.sandbox.app import create_app
 from infrastructure.sandbox.faults import FaultConfig
+from tests.support.sandbox_side import SEED, SideDoor, connector, seeded_sandbox
 from tests.support.servers import running_server
 
 pytestmark = pytest.mark.anyio
-
-SEED: dict[str, Any] = {
-    "collections": {
-        "authors": {"items": [{"id": "a1", "fieldData": {"name": "Ada"}}]},
-        "books": {
-            "referenceFields": {"author": {"target": "authors", "multiple": False}},
-            "items": [{"id": "b1", "fieldData": {"title": "T", "author": "a1"}}],
-        },
-        "site1/menus": {},
-    }
-}
 
 
 @pytest.fixture
@@ -38,33 +26,10 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-class Admin:
-    """The test's side door into the sandbox: faults and counters."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._http = httpx.Client(base_url=url)
-
-    def faults(self, **options: Any) -> None:
-        assert self._http.put("/_admin/faults", json=options).status_code == 200
-
-    def stats(self) -> dict[str, Any]:
-        return dict(self._http.get("/_admin/stats").json())
-
-    def ids(self, collection: str) -> list[str]:
-        body = self._http.get(f"/collections/{collection}/items").json()
-        return [item["id"] for item in body["items"]]
-
-    def close(self) -> None:
-        self._http.close()
-
-
 @pytest.fixture
-def sandbox() -> Iterator[Admin]:
-    with running_server(create_app(SEED)) as url:
-        admin = Admin(url)
-        yield admin
-        admin.close()
+def sandbox() -> Iterator[SideDoor]:
+    with seeded_sandbox() as door:
+        yield door
 
 
 class Sleeps:
@@ -78,20 +43,10 @@ class Sleeps:
         await asyncio.sleep(0)
 
 
-@contextlib.asynccontextmanager
-async def connector(url: str, **options: Any) -> AsyncIterator[SandboxConnector]:
-    options = {"backoff_base": 0.001, "backoff_max": 0.01, "timeout": 5.0, **options}
-    client = SandboxConnector(url, **options)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
 # -- happy paths ------------------------------------------------------------------------
 
 
-async def test_create_update_list_delete(sandbox: Admin) -> None:
+async def test_create_update_list_delete(sandbox: SideDoor) -> None:
     async with connector(sandbox.url) as c:
         created = await c.create("books", {"title": "New", "author": "a1"}, "k-create")
         assert created.field_data == {"title": "New", "author": "a1"}
@@ -111,7 +66,7 @@ async def test_create_update_list_delete(sandbox: Admin) -> None:
         assert sandbox.ids("books") == []
 
 
-async def test_folders_with_slashes_and_paging(sandbox: Admin) -> None:
+async def test_folders_with_slashes_and_paging(sandbox: SideDoor) -> None:
     async with connector(sandbox.url) as c:
         ids = [(await c.create("site1/menus", {"n": n}, f"m{n}")).id for n in range(7)]
         first = await c.list_page("site1/menus", 0, 4)
@@ -120,7 +75,7 @@ async def test_folders_with_slashes_and_paging(sandbox: Admin) -> None:
         assert [r.id for r in first.records + rest.records] == ids
 
 
-async def test_delete_many_accepts_a_full_page_and_refuses_more(sandbox: Admin) -> None:
+async def test_delete_many_accepts_a_full_page_and_refuses_more(sandbox: SideDoor) -> None:
     async with connector(sandbox.url, concurrency=16) as c:
         records = await asyncio.gather(*(c.create("authors", {}, f"a{n}") for n in range(101)))
         ids = [r.id for r in records]
@@ -276,7 +231,7 @@ async def test_a_garbled_answer_is_transient() -> None:
             await c.create("authors", {}, "k")
 
 
-async def test_header_values_cannot_smuggle_headers(sandbox: Admin) -> None:
+async def test_header_values_cannot_smuggle_headers(sandbox: SideDoor) -> None:
     async with connector(sandbox.url) as c:
         with pytest.raises(ValueError):
             await c.create("authors", {}, "k\r\nX-Evil: 1")
@@ -286,7 +241,7 @@ async def test_header_values_cannot_smuggle_headers(sandbox: Admin) -> None:
 # -- retries ------------------------------------------------------------------------------
 
 
-async def test_retries_through_503s(sandbox: Admin) -> None:
+async def test_retries_through_503s(sandbox: SideDoor) -> None:
     sandbox.faults(fail_rate=0.5, seed=3)
     async with connector(sandbox.url, max_retries=10) as c:
         for n in range(20):
@@ -299,7 +254,7 @@ async def test_retries_through_503s(sandbox: Admin) -> None:
     assert len(sandbox.ids("authors")) == 21
 
 
-async def test_429_waits_at_least_retry_after(sandbox: Admin) -> None:
+async def test_429_waits_at_least_retry_after(sandbox: SideDoor) -> None:
     sandbox.faults(rate_limit_429_rate=0.5, retry_after_s=2, seed=5)
     sleeps = Sleeps()
     async with connector(sandbox.url, max_retries=10, sleep=sleeps) as c:
@@ -311,7 +266,7 @@ async def test_429_waits_at_least_retry_after(sandbox: Admin) -> None:
     assert min(sleeps.delays) >= 2
 
 
-async def test_lost_responses_are_retried_without_duplicates(sandbox: Admin) -> None:
+async def test_lost_responses_are_retried_without_duplicates(sandbox: SideDoor) -> None:
     sandbox.faults(lost_response_rate=0.5, seed=11)
     async with connector(sandbox.url, max_retries=10) as c:
         created = [await c.create("authors", {"n": n}, f"k{n}") for n in range(10)]
@@ -321,7 +276,7 @@ async def test_lost_responses_are_retried_without_duplicates(sandbox: Admin) -> 
     assert sandbox.ids("authors") == ["a1", *(r.id for r in created)]
 
 
-async def test_backoff_is_exponential_and_capped(sandbox: Admin) -> None:
+async def test_backoff_is_exponential_and_capped(sandbox: SideDoor) -> None:
     sandbox.faults(lost_response_rate=1.0)
     sleeps = Sleeps()
     options = {"backoff_base": 0.5, "backoff_max": 1.5, "jitter": lambda: 1.0, "sleep": sleeps}
@@ -335,7 +290,7 @@ async def test_backoff_is_exponential_and_capped(sandbox: Admin) -> None:
 
 
 async def test_lost_responses_past_the_budget_are_transient_and_create_once(
-    sandbox: Admin,
+    sandbox: SideDoor,
 ) -> None:
     sandbox.faults(lost_response_rate=1.0)
     async with connector(sandbox.url, max_retries=2) as c:
@@ -346,7 +301,7 @@ async def test_lost_responses_past_the_budget_are_transient_and_create_once(
     assert (stats["requests"], stats["creates"], stats["duplicates"]) == (3, 1, 2)
 
 
-async def test_429s_past_the_budget_are_transient(sandbox: Admin) -> None:
+async def test_429s_past_the_budget_are_transient(sandbox: SideDoor) -> None:
     sandbox.faults(rate_limit_429_rate=1.0, retry_after_s=0)
     async with connector(sandbox.url, max_retries=3) as c:
         with pytest.raises(TransientFailure) as failure:
@@ -355,7 +310,7 @@ async def test_429s_past_the_budget_are_transient(sandbox: Admin) -> None:
     assert sandbox.stats()["requests"] == 4
 
 
-async def test_outage_past_the_budget_is_fatal(sandbox: Admin) -> None:
+async def test_outage_past_the_budget_is_fatal(sandbox: SideDoor) -> None:
     sandbox.faults(outage=True)
     async with connector(sandbox.url, max_retries=3) as c:
         with pytest.raises(FatalConnectorError) as failure:
@@ -366,7 +321,7 @@ async def test_outage_past_the_budget_is_fatal(sandbox: Admin) -> None:
     assert sandbox.ids("authors") == ["a1"]
 
 
-async def test_503s_while_other_calls_succeed_are_transient(sandbox: Admin) -> None:
+async def test_503s_while_other_calls_succeed_are_transient(sandbox: SideDoor) -> None:
     """A service that answers someone is up: only the unlucky entry fails."""
     sandbox.faults(fail_rate=1.0)
     retrying, gate = asyncio.Event(), asyncio.Event()
@@ -399,7 +354,7 @@ async def test_nothing_listening_is_fatal() -> None:
 
 async def test_auth_rejected_is_fatal_at_once() -> None:
     with running_server(create_app(SEED, FaultConfig(auth_token="s3cret"))) as url:
-        admin = Admin(url)
+        admin = SideDoor(url)
         async with connector(url, max_retries=5) as c:
             with pytest.raises(FatalConnectorError) as failure:
                 await c.list_page("authors", 0, 10)
@@ -407,13 +362,13 @@ async def test_auth_rejected_is_fatal_at_once() -> None:
         assert admin.stats()["requests"] == 1
         async with connector(url, auth_token="s3cret") as c:
             assert (await c.list_page("authors", 0, 10)).total == 1
-        admin.close()
+        admin.http.close()
 
 
 # -- rejected entries ---------------------------------------------------------------------------
 
 
-async def test_missing_reference_is_rejected_with_details(sandbox: Admin) -> None:
+async def test_missing_reference_is_rejected_with_details(sandbox: SideDoor) -> None:
     async with connector(sandbox.url) as c:
         with pytest.raises(EntryRejected) as rejected:
             await c.create("books", {"author": "ghost"}, "k")
@@ -424,7 +379,7 @@ async def test_missing_reference_is_rejected_with_details(sandbox: Admin) -> Non
     assert sandbox.stats()["requests"] == 1
 
 
-async def test_delete_of_referenced_record_is_rejected_with_conflicts(sandbox: Admin) -> None:
+async def test_delete_of_referenced_record_is_rejected_with_conflicts(sandbox: SideDoor) -> None:
     async with connector(sandbox.url) as c:
         with pytest.raises(EntryRejected) as rejected:
             await c.delete_many("authors", ["a1"], "k")
@@ -435,7 +390,7 @@ async def test_delete_of_referenced_record_is_rejected_with_conflicts(sandbox: A
     assert sandbox.ids("authors") == ["a1"]
 
 
-async def test_unknown_folder_and_record_are_rejected(sandbox: Admin) -> None:
+async def test_unknown_folder_and_record_are_rejected(sandbox: SideDoor) -> None:
     async with connector(sandbox.url) as c:
         with pytest.raises(EntryRejected) as folder:
             await c.create("ghosts", {}, "k1")
@@ -447,7 +402,7 @@ async def test_unknown_folder_and_record_are_rejected(sandbox: Admin) -> None:
 # -- rate limiting -------------------------------------------------------------------------------
 
 
-async def test_rate_limiter_bounds_the_request_rate(sandbox: Admin) -> None:
+async def test_rate_limiter_bounds_the_request_rate(sandbox: SideDoor) -> None:
     rate, calls = 50.0, 26
     async with connector(sandbox.url, rate_limit_per_s=rate) as c:
         started = time.perf_counter()

@@ -7,30 +7,14 @@ A run decides whether it may overwrite a record from these two calls, so a
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from application.connector import EntryRejected, PreconditionFailed, Record
-from infrastructure.connectors.sandbox import SandboxConnector
-from infrastructure.sandbox.app import create_app
-from tests.support.servers import running_server
+from tests.support.sandbox_side import SideDoor, connector, seeded_sandbox
 
 pytestmark = pytest.mark.anyio
-
-SEED: dict[str, Any] = {
-    "collections": {
-        "authors": {"items": [{"id": "a1", "fieldData": {"name": "Ada"}}]},
-        "books": {
-            "referenceFields": {"author": {"target": "authors", "multiple": False}},
-            "items": [{"id": "b1", "fieldData": {"title": "T", "author": "a1"}}],
-        },
-        "site1/menus": {},
-    }
-}
 
 
 @pytest.fixture
@@ -38,46 +22,10 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-class Sandbox:
-    """The test's side door: faults, counters, and writes made "by a colleague"."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.http = httpx.Client(base_url=url)
-
-    def faults(self, **options: Any) -> None:
-        assert self.http.put("/_admin/faults", json=options).status_code == 200
-
-    def stats(self) -> dict[str, Any]:
-        return dict(self.http.get("/_admin/stats").json())
-
-    def edit(self, collection: str, item_id: str, fields: dict[str, Any]) -> dict[str, Any]:
-        response = self.http.patch(
-            f"/collections/{collection}/items/{item_id}", json={"fieldData": fields}
-        )
-        assert response.status_code == 200
-        return dict(response.json())
-
-    def item(self, collection: str, item_id: str) -> dict[str, Any]:
-        return dict(self.http.get(f"/collections/{collection}/items/{item_id}").json())
-
-
 @pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with running_server(create_app(SEED)) as url:
-        side = Sandbox(url)
-        yield side
-        side.http.close()
-
-
-@contextlib.asynccontextmanager
-async def connector(url: str, **options: Any) -> AsyncIterator[SandboxConnector]:
-    options = {"backoff_base": 0.001, "backoff_max": 0.01, "timeout": 5.0, **options}
-    client = SandboxConnector(url, **options)
-    try:
-        yield client
-    finally:
-        await client.aclose()
+def sandbox() -> Iterator[SideDoor]:
+    with seeded_sandbox() as door:
+        yield door
 
 
 def version(record: Record) -> str:
@@ -86,7 +34,7 @@ def version(record: Record) -> str:
     return value
 
 
-async def test_read_returns_the_record_as_the_service_holds_it(sandbox: Sandbox) -> None:
+async def test_read_returns_the_record_as_the_service_holds_it(sandbox: SideDoor) -> None:
     async with connector(sandbox.url) as c:
         assert c.version_field == "lastUpdated"
         seeded = await c.read("books", "b1")
@@ -106,13 +54,13 @@ async def test_read_returns_the_record_as_the_service_holds_it(sandbox: Sandbox)
 
 @pytest.mark.parametrize(("folder", "record_id"), [("books", "gone"), ("ghosts", "b1")])
 async def test_read_of_a_missing_record_is_none(
-    sandbox: Sandbox, folder: str, record_id: str
+    sandbox: SideDoor, folder: str, record_id: str
 ) -> None:
     async with connector(sandbox.url) as c:
         assert await c.read(folder, record_id) is None
 
 
-async def test_read_retries_transient_failures(sandbox: Sandbox) -> None:
+async def test_read_retries_transient_failures(sandbox: SideDoor) -> None:
     sandbox.faults(fail_rate=0.5, seed=3)
     async with connector(sandbox.url, max_retries=10) as c:
         records = [await c.read("books", "b1") for _ in range(5)]
@@ -120,7 +68,7 @@ async def test_read_retries_transient_failures(sandbox: Sandbox) -> None:
     assert sandbox.stats()["failed"] > 0
 
 
-async def test_update_if_match_writes_while_the_version_holds(sandbox: Sandbox) -> None:
+async def test_update_if_match_writes_while_the_version_holds(sandbox: SideDoor) -> None:
     async with connector(sandbox.url) as c:
         main = await c.read("books", "b1")
         assert main is not None
@@ -132,7 +80,7 @@ async def test_update_if_match_writes_while_the_version_holds(sandbox: Sandbox) 
 
 
 async def test_update_if_match_after_an_upstream_edit_is_precondition_failed(
-    sandbox: Sandbox,
+    sandbox: SideDoor,
 ) -> None:
     async with connector(sandbox.url, max_retries=5) as c:
         main = await c.read("books", "b1")
@@ -154,7 +102,7 @@ async def test_update_if_match_after_an_upstream_edit_is_precondition_failed(
 
 
 async def test_a_lost_answer_to_a_conditional_update_replays_instead_of_412(
-    sandbox: Sandbox,
+    sandbox: SideDoor,
 ) -> None:
     """The retry carries the same key and ``If-Match``; the write it repeats
     already moved the version on, so only the replay keeps it from a 412."""
