@@ -7,6 +7,7 @@ bounds are seen in about a second.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -43,9 +44,14 @@ async def echo(request: Request) -> JSONResponse:
 
 @pytest.fixture(scope="module")
 def address() -> Iterator[tuple[str, int]]:
+    with serving(Settings(header_timeout_seconds=TIMEOUT, keep_alive_seconds=TIMEOUT)) as found:
+        yield found
+
+
+@contextlib.contextmanager
+def serving(settings: Settings) -> Iterator[tuple[str, int]]:
     app = Starlette(routes=[Route("/healthz", healthz), Route("/echo", echo, methods=["PUT"])])
     install_error_handlers(app)
-    settings = Settings(header_timeout_seconds=TIMEOUT, keep_alive_seconds=TIMEOUT)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     limited = BodyLimit(app, MAX_BYTES, drain_bytes=3 * MAX_BYTES, read_timeout=TIMEOUT)
@@ -161,3 +167,25 @@ def test_a_big_pathological_body_does_not_freeze_the_loop(address: tuple[str, in
         sys.setswitchinterval(previous)
     assert done.is_set()
     assert worst < 100
+
+
+def test_connections_past_the_cap_are_refused_with_a_503() -> None:
+    settings = Settings(header_timeout_seconds=30, max_connections=5)
+    with serving(settings) as address:
+        held = [socket.create_connection(address) for _ in range(5)]
+        try:
+            deadline = time.monotonic() + 5
+            while True:  # the server counts a connection once its loop has accepted it
+                with socket.create_connection(address) as extra:
+                    extra.settimeout(1)
+                    try:
+                        answer = extra.recv(4096)
+                    except TimeoutError:
+                        answer = b"(no answer: the connection was let in)"
+                if answer.startswith(b"HTTP/1.1 503") or time.monotonic() > deadline:
+                    break
+            assert answer.startswith(b"HTTP/1.1 503"), answer
+            assert b"unavailable" in answer
+        finally:
+            for sock in held:
+                sock.close()
