@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +24,7 @@ from infrastructure.postgres.database import Database
 from infrastructure.settings import Settings
 from interfaces.bootstrap import Runtime
 from tests.api.stream_support import parse_sse
+from tests.support.serve_process import Server, serve_process
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -57,23 +56,6 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.02)
 
 
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    url: str
-    admin: str
-    log: Path
-
-    def open_streams(self) -> int:
-        text = httpx.get(
-            f"{self.url}/metrics", headers={"Authorization": f"Bearer {self.admin}"}, timeout=5
-        ).text
-        for line in text.splitlines():
-            if line.startswith("publishd_open_streams "):
-                return int(float(line.split()[1]))
-        raise AssertionError("no publishd_open_streams in /metrics")
-
-
 @pytest.fixture
 def runtime(database: Database, schema: str) -> Iterator[Runtime]:
     runtime = Runtime.build(Settings(database_url=database.conninfo, db_schema=schema))
@@ -85,40 +67,13 @@ def runtime(database: Database, schema: str) -> Iterator[Runtime]:
 
 @pytest.fixture
 def server(database: Database, schema: str, runtime: Runtime, tmp_path: Path) -> Iterator[Server]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = os.environ | {
-        "PUBLISHD_DATABASE_URL": database.conninfo,
-        "PUBLISHD_DB_SCHEMA": schema,
+    env = {
         "PUBLISHD_STREAM_SEND_TIMEOUT_SECONDS": str(SEND_TIMEOUT),
         "PUBLISHD_RATE_LIMIT": "100000",  # this test opens its streams at once, on purpose
         "PUBLISHD_RATE_LIMIT_BURST": "100000",
     }
-    log = (tmp_path / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "interfaces.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    admin = runtime.tokens.create_token(None, [], admin=True)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()
-            assert time.monotonic() < deadline, "serve did not come up"
-            time.sleep(0.05)  # polling a starting process: there is nothing to wait on
-    try:
-        yield Server(process, url, admin, tmp_path / "serve.log")
-    finally:
-        process.kill()
-        process.wait(timeout=10)
-        log.close()
+    with serve_process(database, schema, runtime, tmp_path, env) as server:
+        yield server
 
 
 def stalled_client(url: str, token: str, accept: str) -> socket.socket:

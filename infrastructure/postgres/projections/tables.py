@@ -79,10 +79,13 @@ _DDL: tuple[LiteralString, ...] = (
     " PRIMARY KEY (pipeline_id, phase, path))",
     # Tables made before errors had codes: add the columns, and give old rows the
     # code a rebuild gives them (application.projections.pipeline_status.error_code).
-    "ALTER TABLE {pipeline_errors} ADD COLUMN IF NOT EXISTS code text",
-    "ALTER TABLE {pipeline_errors} ADD COLUMN IF NOT EXISTS details jsonb",
-    "UPDATE {pipeline_errors} SET code = CASE WHEN status = 'skipped'"
-    " THEN 'skipped_dependency' ELSE 'rejected' END WHERE code IS NULL",
+    # Only then: ALTER TABLE locks the table whole, and a process starting next to
+    # running projections must not wait on them (or deadlock with them) for nothing.
+    "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute"
+    " WHERE attrelid = '{pipeline_errors}'::regclass AND attname = 'code' AND NOT attisdropped)"
+    " THEN ALTER TABLE {pipeline_errors} ADD COLUMN code text, ADD COLUMN details jsonb;"
+    " UPDATE {pipeline_errors} SET code = CASE WHEN status = 'skipped'"
+    " THEN 'skipped_dependency' ELSE 'rejected' END; END IF; END $$",
     "CREATE TABLE IF NOT EXISTS {pipeline_entries} ("
     " pipeline_id text NOT NULL, phase text NOT NULL, path text NOT NULL, seq bigint NOT NULL,"
     " status text NOT NULL, record_id text, error text,"
