@@ -52,6 +52,10 @@ def serving(settings: Settings) -> Iterator[tuple[str, int]]:
     app = Starlette(routes=[Route("/healthz", healthz), Route("/echo", echo, methods=["PUT"])])
     install_error_handlers(app)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    # A small receive buffer (accepted sockets inherit it), as over a real network: the
+    # kernel cannot swallow an unread body, so a server that closes without reading it
+    # resets the connection under a client still sending.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
     sock.bind(("127.0.0.1", 0))
     limited = BodyLimit(app, MAX_BYTES, drain_bytes=3 * MAX_BYTES, read_timeout=TIMEOUT)
     server = _ReadyServer(uvicorn_config(limited, settings, lifespan="off", ws="none"))
