@@ -186,6 +186,25 @@ def lab(database: Database, schema: str) -> Iterator[Runtime]:
         runtime.close()
 
 
+def kill_after_requests(
+    database: Database, schema: str, name: str, box: Sandbox, requests: int
+) -> bool:
+    """Run a worker process until the sandbox has seen ``requests``, then SIGKILL it.
+
+    Returns whether it was still alive then (not already done, or dead of its own).
+    """
+    with worker_process(database, schema, name) as doomed:
+        wait_until(
+            lambda: box.requests() >= requests or doomed.poll() is not None,
+            60,
+            f"{requests} sandbox requests",
+        )
+        alive = doomed.poll() is None
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(10)
+    return alive
+
+
 @contextmanager
 def worker_process(database: Database, schema: str, name: str) -> Iterator[subprocess.Popen[bytes]]:
     """``publishd worker`` as a real process on the lab's schema; killed at the end if alive."""
@@ -322,15 +341,7 @@ def run_trial(
         box.call("PUT", "/_admin/faults", json={"latency_ms": latency_ms})
         kill_after = rng.randint(1, max(1, calls - 1))
         runtime.app.request_run(pipeline.pipeline_id)
-        with worker_process(database, schema, f"doomed-{number}") as doomed:
-            wait_until(
-                lambda: box.requests() >= kill_after or doomed.poll() is not None,
-                60,
-                f"{kill_after} sandbox requests",
-            )
-            alive = doomed.poll() is None
-            doomed.send_signal(signal.SIGKILL)
-            doomed.wait(10)
+        alive = kill_after_requests(database, schema, f"doomed-{number}", box, kill_after)
         result.calls_before_kill = box.requests()
         result.interrupted = alive and _state(runtime, pipeline.pipeline_id) not in TERMINAL_STATES
         with worker_process(database, schema, f"resumer-{number}"):

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from infrastructure.postgres.database import Database
-from infrastructure.settings import Settings
 from interfaces.bootstrap import Runtime
 from interfaces.http.parsing import MAX_VALUES
 from tests.support.serve_process import Server, serve_process
@@ -26,15 +25,6 @@ from tests.support.serve_process import Server, serve_process
 pytestmark = pytest.mark.timeout(60)
 
 HEALTHZ_LIMIT_MS = 100
-
-
-@pytest.fixture
-def runtime(database: Database, schema: str) -> Iterator[Runtime]:
-    runtime = Runtime.build(Settings(database_url=database.conninfo, db_schema=schema))
-    runtime.app.create_workspace("acme", {"type": "sandbox", "base_url": "http://127.0.0.1:9/"})
-    runtime.app.register_schema("acme", "books", {})
-    yield runtime
-    runtime.close()
 
 
 @pytest.fixture

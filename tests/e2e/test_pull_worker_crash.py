@@ -11,14 +11,13 @@ service no longer has, and leave main equal to the service.
 
 from __future__ import annotations
 
-import signal
 import uuid
 from collections import Counter
 from dataclasses import dataclass
 
 import pytest
 
-from bench.reliability import Sandbox, lab, wait_until, worker_process
+from bench.reliability import Sandbox, kill_after_requests, lab, wait_until, worker_process
 from bench.run import sandbox_process
 from infrastructure.postgres.database import Database
 from interfaces.bootstrap import Runtime
@@ -92,15 +91,7 @@ def run_trial(runtime: Runtime, database: Database, schema: str, kill_after: int
             box.call("DELETE", "/_admin/stats")
             box.call("PUT", "/_admin/faults", json={"latency_ms": 30})
             pull_id = app.start_pull(workspace, None).pull_id
-            with worker_process(database, schema, f"doomed-{workspace}") as doomed:
-                wait_until(
-                    lambda: box.requests() >= kill_after or doomed.poll() is not None,
-                    60,
-                    f"{kill_after} sandbox requests",
-                )
-                alive = doomed.poll() is None
-                doomed.send_signal(signal.SIGKILL)
-                doomed.wait(10)
+            alive = kill_after_requests(database, schema, f"doomed-{workspace}", box, kill_after)
             seen_at_kill = box.requests()
             interrupted = alive and app.pull(pull_id).state == "running"
             with worker_process(database, schema, f"resumer-{workspace}"):

@@ -21,7 +21,6 @@ import httpx
 import pytest
 
 from infrastructure.postgres.database import Database
-from infrastructure.settings import Settings
 from interfaces.bootstrap import Runtime
 from tests.api.stream_support import parse_sse
 from tests.support.serve_process import Server, serve_process
@@ -54,15 +53,6 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
     while not condition():
         assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
         time.sleep(0.02)
-
-
-@pytest.fixture
-def runtime(database: Database, schema: str) -> Iterator[Runtime]:
-    runtime = Runtime.build(Settings(database_url=database.conninfo, db_schema=schema))
-    runtime.app.create_workspace("acme", {"type": "sandbox", "base_url": "http://127.0.0.1:9/"})
-    runtime.app.register_schema("acme", "books", {})
-    yield runtime
-    runtime.close()
 
 
 @pytest.fixture

@@ -17,17 +17,8 @@ import httpx
 import pytest
 
 from infrastructure.sandbox.app import create_app
+from tests.support.sandbox_side import SEED
 from tests.support.servers import running_server
-
-SEED: dict[str, Any] = {
-    "collections": {
-        "authors": {"items": [{"id": "a1", "fieldData": {"name": "Ada"}}]},
-        "books": {
-            "referenceFields": {"author": {"target": "authors", "multiple": False}},
-            "items": [{"id": "b1", "fieldData": {"title": "T", "author": "a1"}}],
-        },
-    }
-}
 
 STOPPED = datetime(2030, 1, 1, tzinfo=UTC)
 
