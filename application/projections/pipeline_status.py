@@ -212,3 +212,9 @@ def error_code(status: str, data: JsonObject) -> str:
 
 PIPELINE_ERROR_CODES = {"stale": "stale_plan", "failed": "fatal"}
 """The code of a whole pipeline's error (no path), by the state it ended in."""
+
+
+def pipeline_error(state: str, phase: str | None, message: str) -> JsonObject:
+    """A whole pipeline's error (stale, a fatal connector error), as status lists it."""
+    code = PIPELINE_ERROR_CODES.get(state)
+    return {"path": None, "phase": phase, "message": message, "code": code, "details": None}

@@ -26,7 +26,7 @@ from application.projections import PROJECTION_NAMES
 from application.projections.events import parse_content
 from application.projections.memory.projector import MemoryProjector, projected_events
 from application.projections.memory.writers import MemoryTables
-from application.projections.pipeline_status import PIPELINE_ERROR_CODES, counts_dict
+from application.projections.pipeline_status import counts_dict, pipeline_error
 from application.projections.ports import StatusRow
 from application.projections.pull_status import status_of
 from application.views import FileIndexEntry, PipelineStatus, PullStatus, ReferenceEntry, Views
@@ -224,15 +224,7 @@ class MemoryViews(Views):
             for e in failed
         ]
         if row.error:
-            errors.append(
-                {
-                    "path": None,
-                    "phase": row.phase,
-                    "message": row.error,
-                    "code": PIPELINE_ERROR_CODES.get(row.state),
-                    "details": None,
-                }
-            )
+            errors.append(pipeline_error(row.state, row.phase, row.error))
         return {
             "pipeline_id": row.pipeline_id,
             "workspace": row.workspace,

@@ -17,7 +17,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from application.projections import PROJECTION_NAMES
-from application.projections.pipeline_status import PIPELINE_ERROR_CODES, counts_dict
+from application.projections.pipeline_status import counts_dict, pipeline_error
 from application.views import FileIndexEntry, PipelineStatus, PullStatus, ReferenceEntry, Views
 from domain.json_types import JsonObject
 from domain.plan import PHASES
@@ -183,15 +183,7 @@ class PostgresViews(Views):
     def _status(self, row: dict[str, Any]) -> PipelineStatus:
         errors = list(row["errors"])
         if row["error"]:
-            errors.append(
-                {
-                    "path": None,
-                    "phase": row["phase"],
-                    "message": row["error"],
-                    "code": PIPELINE_ERROR_CODES.get(row["state"]),
-                    "details": None,
-                }
-            )
+            errors.append(pipeline_error(row["state"], row["phase"], row["error"]))
         return {
             "pipeline_id": row["pipeline_id"],
             "workspace": row["workspace"],
