@@ -38,7 +38,7 @@ from domain.errors import (
 from domain.ids import draft_uuid, workspace_uuid
 from domain.json_types import JsonObject, JsonValue
 from domain.pipeline import PublishPipeline
-from domain.plan import UpstreamPolicy
+from domain.plan import DELETE_PAGE_SIZE, UpstreamPolicy
 from domain.planner import plan as build_plan
 from domain.pull import Pull
 from domain.schema import FolderSchema
@@ -228,7 +228,7 @@ class PublishdApplication(Application[UUID]):
         user: str,
         *,
         on_upstream_change: UpstreamPolicy = UpstreamPolicy.FAIL,
-        delete_page_size: int = 100,
+        delete_page_size: int = DELETE_PAGE_SIZE,
     ) -> PublishPipeline:
         workspace = self.workspace(workspace_id)
         draft = self.draft(workspace_id, user)

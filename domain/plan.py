@@ -42,6 +42,9 @@ class UpstreamPolicy(StrEnum):
     """The entry writes its fields whatever the service holds."""
 
 
+DELETE_PAGE_SIZE = 100
+"""Deletes per planned page (one bulk-delete call each): the services' common bulk limit."""
+
 EntryKey: TypeAlias = str
 """``phase:path``: names one entry of a plan; dependencies and events use it."""
 

@@ -37,7 +37,7 @@ from domain.clearing import Cleared, PointerTargets, RefTarget, clear_pointers
 from domain.errors import DanglingReferences, InvalidContent, NothingToPublish, UnknownFolder
 from domain.json_types import JsonObject, json_equal
 from domain.paths import REF_PREFIX, FilePath, parse_path
-from domain.plan import PHASES, Phase, Plan, PlanEntry, entry_key
+from domain.plan import DELETE_PAGE_SIZE, PHASES, Phase, Plan, PlanEntry, entry_key
 from domain.pointers import ref_strings, ref_strings_by_field, resolve_refs, target_of
 from domain.schema import FolderSchema
 
@@ -76,7 +76,7 @@ def plan(
     schemas: Mapping[str, FolderSchema],
     inputs: PlannerInputs,
     *,
-    delete_page_size: int = 100,
+    delete_page_size: int = DELETE_PAGE_SIZE,
 ) -> Plan:
     """Turn a draft into an ordered plan; raise a ``DomainError`` if it can't be published."""
     if delete_page_size < 1:

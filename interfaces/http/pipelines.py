@@ -11,7 +11,7 @@ from starlette.responses import Response
 from domain.calls import calls_per_phase
 from domain.json_types import JsonObject
 from domain.pipeline import PublishPipeline
-from domain.plan import Phase, UpstreamPolicy
+from domain.plan import DELETE_PAGE_SIZE, Phase, UpstreamPolicy
 from domain.states import PipelineState
 from interfaces.http import models as m
 from interfaces.http.parsing import (
@@ -26,9 +26,6 @@ from interfaces.http.parsing import (
 )
 from interfaces.http.registry import WAIT, Endpoint, Query
 from interfaces.http.services import Services
-
-DELETE_PAGE_SIZE = 100
-"""The planner's delete pages (``PublishdApplication.plan``): one call each."""
 
 ENTRY_STATUSES = ("planned", "published", "failed", "skipped")
 """What ``?status=`` may filter on: an entry in flight is reported as planned."""
