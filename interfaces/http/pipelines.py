@@ -32,21 +32,20 @@ ENTRY_STATUSES = ("planned", "published", "failed", "skipped")
 
 
 # --- §4 plan and run -------------------------------------------------------------
+async def _prepare_plan(s: Services, request: Request, ws: str, user: str) -> UpstreamPolicy:
+    """A plan's options (API.md §4): refresh main first if asked; the upstream policy."""
+    options = await parse_optional(request, m.PlanOptions)
+    if options.refresh:
+        await s.refresh(ws, user)
+    return UpstreamPolicy(options.on_upstream_change)
+
+
 async def plan(request: Request) -> Response:
     s = Services.of(request)
     ws, user = draft_params(request)
     await s.guard(request, "publish", ws)
-    options = await parse_optional(request, m.PlanOptions)
-    if options.refresh:
-        await s.refresh(ws, user)
-    pipeline = await run_in_threadpool(
-        partial(
-            s.app.plan,
-            ws,
-            user,
-            on_upstream_change=UpstreamPolicy(options.on_upstream_change),
-        )
-    )
+    policy = await _prepare_plan(s, request, ws, user)
+    pipeline = await run_in_threadpool(partial(s.app.plan, ws, user, on_upstream_change=policy))
     return reply(_planned(pipeline), 201)
 
 
@@ -82,14 +81,8 @@ async def publish(request: Request) -> Response:
     s = Services.of(request)
     ws, user = draft_params(request)
     await s.guard(request, "publish", ws)
-    options = await parse_optional(request, m.PlanOptions)
-    if options.refresh:
-        await s.refresh(ws, user)
-    pipeline = await run_in_threadpool(
-        partial(
-            s.app.publish, ws, user, on_upstream_change=UpstreamPolicy(options.on_upstream_change)
-        )
-    )
+    policy = await _prepare_plan(s, request, ws, user)
+    pipeline = await run_in_threadpool(partial(s.app.publish, ws, user, on_upstream_change=policy))
     return await _run_reply(s, request, pipeline.pipeline_id, pipeline.state)
 
 
