@@ -282,7 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--seed")
     sandbox.add_argument("--latency-ms", type=float, default=0.0)
     sandbox.add_argument("--fail-rate", type=float, default=0.0)
-    sandbox.add_argument("--rate-limit")
+    sandbox.add_argument(
+        "--rate-limit",
+        help="a real limit, N/s or N/min (a bare N is per second), over a sliding window;"
+        " over it 429 with Retry-After",
+    )
     sandbox.set_defaults(func=cmd_sandbox)
 
     tokens = sub.add_parser("tokens", help="API tokens")

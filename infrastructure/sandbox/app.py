@@ -4,13 +4,20 @@ Every public endpoint goes through ``_SandboxEndpoint.handle``: faults first, th
 idempotency cache, then the store. The body is read before the cache lookup so
 that lookup, write and cache fill run with no ``await`` in between: two
 concurrent requests with one key can't both apply.
+
+``POST`` and ``PATCH`` on ``/collections/{c}/items`` with ``{"items": [...]}`` are
+the bulk writes of a real CMS (Webflow takes 100 items a request): a connector
+that batches is measured against a service that batches. They pass through the
+same wrapper as single writes, so a bulk request is one request to the rate
+limit, one ``Idempotency-Key`` (its whole answer replays) and one lost response.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 
 from starlette.applications import Starlette
@@ -19,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from domain.json_types import JsonObject, JsonValue
+from infrastructure.sandbox import bulk
 from infrastructure.sandbox.faults import Fault, FaultConfig, FaultInjector
 from infrastructure.sandbox.idempotency import IdempotencyCache, StoredResponse
 from infrastructure.sandbox.rules import (
@@ -65,16 +73,20 @@ class _SandboxEndpoint:
         faults.stats[f"requests_{method}"] += 1
         if faults.latency_s:
             await asyncio.sleep(faults.latency_s)
-        fault = faults.before(request.headers.get("authorization"))
-        if fault is not None:
-            return _fault_response(fault)
+        admission = faults.before(request.headers.get("authorization"))
+        if admission.fault is not None:
+            return _with_headers(_fault_response(admission.fault), admission.headers)
+        return _with_headers(await self._admitted(request), admission.headers)
+
+    async def _admitted(self, request: Request) -> Response:
+        method = request.method
         try:
             body = await _read_json(request) if method in _WRITES else None
         except StoreError as exc:
             return _json(exc.status, exc.body)
         response = self._respond(request, body)
         if method in _WRITES and 200 <= response.status_code < 300:
-            lost = faults.lose_response()
+            lost = self._faults.lose_response()
             if lost is not None:
                 return _fault_response(lost)
         return response
@@ -96,6 +108,11 @@ class _SandboxEndpoint:
                 method, path, key, StoredResponse(response.status_code, bytes(response.body))
             )
         return response
+
+
+def _with_headers(response: Response, headers: Mapping[str, str]) -> Response:
+    response.headers.update(headers)
+    return response
 
 
 async def _read_json(request: Request) -> JsonValue:
@@ -138,16 +155,18 @@ def create_app(
     faults: FaultConfig | None = None,
     *,
     clock: Callable[[], datetime] = utc_now,
+    fault_clock: Callable[[], float] = time.monotonic,
 ) -> Starlette:
     """A fresh sandbox: its own store, loaded from ``seed``, misbehaving as ``faults`` says.
 
     ``clock`` stamps ``createdOn``/``lastUpdated``; a test stops it to show that
-    writes in one clock tick still get distinct versions.
+    writes in one clock tick still get distinct versions. ``fault_clock`` times
+    the rate limit's window; a test moves it by hand instead of sleeping.
     """
     store = SandboxStore(clock=clock)
     if seed is not None:
         store.load_seed(seed)
-    injector = FaultInjector(faults or FaultConfig())
+    injector = FaultInjector(faults or FaultConfig(), clock=fault_clock)
     cache = IdempotencyCache()
     stats = injector.stats
 
@@ -177,7 +196,13 @@ def create_app(
         return _json(200, store.get(params["collection"], params["item_id"]))
 
     def create_item(request: Request, body: JsonValue) -> Response:
-        item = store.create(request.path_params["collection"], _object(body).get("fieldData"))
+        collection, fields = request.path_params["collection"], _object(body)
+        if bulk.is_bulk(fields):
+            items = store.create_many(collection, bulk.creates(fields))
+            stats["creates"] += len(items)
+            stats["bulk_creates"] += 1
+            return _json(201, {"items": items})
+        item = store.create(collection, fields.get("fieldData"))
         stats["creates"] += 1
         return _json(201, item)
 
@@ -188,6 +213,13 @@ def create_app(
         item = store.update(params["collection"], params["item_id"], fields, if_match=if_match)
         stats["updates"] += 1
         return _json(200, item)
+
+    def update_items(request: Request, body: JsonValue) -> Response:
+        changes = bulk.changes(_object(body))
+        items = store.update_many(request.path_params["collection"], changes)
+        stats["updates"] += len(items)
+        stats["bulk_updates"] += 1
+        return _json(200, {"items": items})
 
     def delete_items(request: Request, body: JsonValue) -> Response:
         stats["deletes"] += store.delete_many(
@@ -223,6 +255,7 @@ def create_app(
         "GET": listing,
         "HEAD": listing,
         "POST": public(create_item),
+        "PATCH": public(update_items),
         "DELETE": public(delete_items),
     }
     reading = public(get_item)
@@ -249,7 +282,7 @@ def create_app(
         Route(
             "/collections/{collection:path}/items",
             items_endpoint,
-            methods=["GET", "POST", "DELETE"],
+            methods=["GET", "POST", "PATCH", "DELETE"],
         ),
         Route("/collections/{collection:path}", public(put_collection), methods=["PUT"]),
     ]

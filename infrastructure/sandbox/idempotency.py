@@ -3,7 +3,8 @@
 A client that lost an answer retries with the same key; the sandbox must then
 answer what it answered the first time instead of applying the write again.
 Only applied writes (2xx) are remembered: a refused write changed nothing, so
-running it again is harmless and answers from the current state.
+running it again is harmless and answers from the current state. A bulk write
+is one request under one key: its whole answer, every item, is what replays.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from domain.json_types import JsonObject, JsonValue
 
+MAX_BULK = 100
+"""Most items in one bulk create or update, as on Webflow."""
 MAX_DELETE = 100
 MAX_PAGE = 100
 

@@ -7,7 +7,9 @@ and refuses to delete an item that something still points at. A reverse index
 size, so the sandbox is never the bottleneck of a benchmark.
 
 Every public method takes one lock: the store is shared between the event loop
-and test threads that inspect it directly.
+and test threads that inspect it directly. A bulk create or update checks all
+its items and applies them under that one acquisition, so no other write lands
+between the check and the writes, and no reader sees half a bulk request.
 
 ``lastUpdated`` is the item's version (a client sends it back as ``If-Match``),
 so the store never issues one twice: stamps are strictly increasing, a
@@ -26,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 
 from domain.json_types import JsonObject, JsonValue
+from infrastructure.sandbox.bulk import ItemChange, at_index
 from infrastructure.sandbox.rules import (
     MAX_DELETE,
     MAX_PAGE,
@@ -183,11 +186,20 @@ class SandboxStore:
             c = self._get(name)
             data = field_data(fields)
             self._check_targets(c, data)
-            now = _iso(self._stamp())
-            item = Item(self._new_id(), data, now, now)
-            c.items[item.id] = item
-            self._index(name, c, item)
-            return render(name, item)
+            return self._insert(name, c, data)
+
+    def create_many(self, name: str, entries: Sequence[JsonObject]) -> list[JsonObject]:
+        """Create all of ``entries`` (field data) or none: the first invalid one refuses all.
+
+        Every entry is checked before the first is stored, so entries of one
+        request cannot reference each other: their ids don't exist yet.
+        """
+        with self._lock:
+            c = self._get(name)
+            for index, data in enumerate(entries):
+                with at_index(index):
+                    self._check_targets(c, data)
+            return [self._insert(name, c, data) for data in entries]
 
     def update(
         self, name: str, item_id: str, fields: JsonValue, *, if_match: str | None = None
@@ -199,20 +211,18 @@ class SandboxStore:
         """
         with self._lock:
             c = self._get(name)
-            item = c.items.get(item_id)
-            if item is None:
-                raise NotFound(f"no item {item_id!r} in {name!r}")
-            if if_match is not None and if_match != item.last_updated:
-                raise PreconditionFailed(
-                    f"item {item_id!r} changed since {if_match!r}", lastUpdated=item.last_updated
-                )
-            data = field_data(fields)
-            self._check_targets(c, data)
-            self._unindex(name, c, item)
-            item.field_data.update(data)
-            item.last_updated = _iso(self._stamp(item.last_updated))
-            self._index(name, c, item)
-            return render(name, item)
+            item, data = self._updatable(name, c, ItemChange(item_id, fields, if_match))
+            return self._merge(name, c, item, data)
+
+    def update_many(self, name: str, changes: Sequence[ItemChange]) -> list[JsonObject]:
+        """``update`` for each of ``changes``, all or none: each is checked before any applies."""
+        with self._lock:
+            c = self._get(name)
+            checked = []
+            for index, change in enumerate(changes):
+                with at_index(index):
+                    checked.append(self._updatable(name, c, change))
+            return [self._merge(name, c, item, data) for item, data in checked]
 
     def delete_many(self, name: str, ids: JsonValue) -> int:
         """Delete all of ``ids`` or none: unknown ids are a 404, live referrers a 409."""
@@ -255,6 +265,34 @@ class SandboxStore:
                 stamp = before + _TICK
         self._last_stamp = stamp
         return stamp
+
+    def _insert(self, name: str, c: Collection, data: JsonObject) -> JsonObject:
+        now = _iso(self._stamp())
+        item = Item(self._new_id(), data, now, now)
+        c.items[item.id] = item
+        self._index(name, c, item)
+        return render(name, item)
+
+    def _updatable(self, name: str, c: Collection, change: ItemChange) -> tuple[Item, JsonObject]:
+        """The item ``change`` applies to and its field data; else the 404, 412 or 400."""
+        item = c.items.get(change.id)
+        if item is None:
+            raise NotFound(f"no item {change.id!r} in {name!r}")
+        if change.if_match is not None and change.if_match != item.last_updated:
+            raise PreconditionFailed(
+                f"item {change.id!r} changed since {change.if_match!r}",
+                lastUpdated=item.last_updated,
+            )
+        data = field_data(change.fields)
+        self._check_targets(c, data)
+        return item, data
+
+    def _merge(self, name: str, c: Collection, item: Item, data: JsonObject) -> JsonObject:
+        self._unindex(name, c, item)
+        item.field_data.update(data)
+        item.last_updated = _iso(self._stamp(item.last_updated))
+        self._index(name, c, item)
+        return render(name, item)
 
     def _remove(self, name: str, c: Collection, item_id: str) -> None:
         self._unindex(name, c, c.items.pop(item_id))

@@ -387,14 +387,16 @@ def test_injected_429_carries_retry_after(client: httpx.Client) -> None:
     assert stats(client)["rate_limited"] == 1
 
 
-def test_real_rate_limit_answers_429_once_the_bucket_is_empty(client: httpx.Client) -> None:
-    faults(client, rate_limit=2)
+def test_real_rate_limit_answers_429_once_the_window_is_full(client: httpx.Client) -> None:
+    faults(client, rate_limit=2, rate_window_s=60)  # a window no slow machine outlasts
     statuses = [client.get("/collections").status_code for _ in range(4)]
-    assert statuses[:2] == [200, 200]
-    assert 429 in statuses[2:]
+    assert statuses == [200, 200, 429, 429]
     limited = client.get("/collections")
     assert limited.status_code == 429
-    assert int(limited.headers["Retry-After"]) >= 1
+    assert limited.json()["code"] == "too_many_requests"
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert limited.headers["X-RateLimit-Remaining"] == "0"
+    assert stats(client)["rate_limited"] == 3
 
 
 def test_outage_fails_everything_until_turned_off(client: httpx.Client) -> None:
