@@ -26,6 +26,7 @@ from application.concurrency import ConflictBudget, SharedCacheRepository
 from application.planner_inputs import ViewsPlannerInputs
 from application.pull_scope import pull_scope
 from application.views import Views
+from domain.connector_config import batch_limits
 from domain.draft import Draft
 from domain.errors import (
     AlreadyExists,
@@ -38,7 +39,7 @@ from domain.errors import (
 from domain.ids import draft_uuid, workspace_uuid
 from domain.json_types import JsonObject, JsonValue
 from domain.pipeline import PublishPipeline
-from domain.plan import DELETE_PAGE_SIZE, UpstreamPolicy
+from domain.plan import UpstreamPolicy
 from domain.planner import plan as build_plan
 from domain.pull import Pull
 from domain.schema import FolderSchema
@@ -228,7 +229,6 @@ class PublishdApplication(Application[UUID]):
         user: str,
         *,
         on_upstream_change: UpstreamPolicy = UpstreamPolicy.FAIL,
-        delete_page_size: int = DELETE_PAGE_SIZE,
     ) -> PublishPipeline:
         workspace = self.workspace(workspace_id)
         draft = self.draft(workspace_id, user)
@@ -238,7 +238,7 @@ class PublishdApplication(Application[UUID]):
             changes,
             workspace.folder_schemas(),
             ViewsPlannerInputs(self.views, workspace_id),
-            delete_page_size=delete_page_size,
+            delete_page_size=batch_limits(workspace.connector).delete,
         )
         pipeline = PublishPipeline(
             pipeline_id=self.new_id(),

@@ -1,24 +1,44 @@
-"""One call of a run: resolving its pointers, sending it, and reading its outcome.
+"""One call of a run: resolving its pointers, sending it, and reading each item's outcome.
 
 The run engine (``application.runner``) decides *when* calls go out and
 records them in rounds; this module is everything about a call itself, behind
 the ``Connector`` port: the record ids its @-references resolve to at the
-moment of sending, the connector method it becomes, and what its outcome
+moment of sending, the batch request it becomes, and what each item's outcome
 means for the pipeline (published with a main change, failed, or fatal for
 the run).
+
+A batch the service refuses whole because of some items is split until
+those items stand alone: an item the refusal names (its ``index``) fails with
+the service's message, or, refused as changed since main's copy, is
+checked alone (``application.upstream``); the rest go out again at once. A
+refusal that names no item halves the batch. Each part carries a key derived
+from the call's key and its items (``domain.ids.part_key``), so a resumed run
+that re-sends the call splits it the same way and the service recognises
+every part it already applied.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from application.connector import Connector, ConnectorError, FatalConnectorError, Record
+from application.connector import (
+    Connector,
+    ConnectorError,
+    EntryRejected,
+    FatalConnectorError,
+    ItemOutcome,
+    PreconditionFailed,
+    Record,
+    RecordUpdate,
+)
 from application.records import record_to_file
-from application.upstream import guarded_update
+from application.upstream import guarded_update, version_of
 from domain.calls import Call
 from domain.entries import PipelineEntry
 from domain.errors import DomainError
+from domain.ids import part_key
 from domain.json_types import JsonObject, JsonValue
 from domain.paths import FilePath
 from domain.plan import EntryKey, Phase
@@ -36,7 +56,9 @@ class UnresolvedReference(DomainError):
 
 @dataclass
 class Outcome:
-    call: Call
+    """What became of one entry of a call."""
+
+    key: EntryKey
     record: Record | None = None
     error: ConnectorError | None = None
 
@@ -44,7 +66,7 @@ class Outcome:
 class RecordIds:
     """Where @-references point: records this pipeline created, else FileIndex.
 
-    FileIndex is asked once per phase for every target of its calls
+    FileIndex is asked once per wave for every target of its entries
     (``preload``), so sending costs no query.
     """
 
@@ -53,10 +75,9 @@ class RecordIds:
         """path -> record id of the records this pipeline created; grows as creates publish."""
         self.indexed: dict[FilePath, str] = {}
 
-    def preload(self, index: FileIndexLookup, calls: Iterable[Call]) -> None:
-        targets = {
-            target for call in calls for _, target in iter_at_refs(call.operation.get("fields", {}))
-        }
+    def preload(self, index: FileIndexLookup, operations: Iterable[JsonObject]) -> None:
+        targets = {target for op in operations for _, target in iter_at_refs(op.get("fields", {}))}
+        targets = {t for t in targets if t.path not in self.created and t not in self.indexed}
         if targets:
             found = index([(t.folder, t.filename) for t in targets])
             for (folder, filename), record_id in found.items():
@@ -66,55 +87,158 @@ class RecordIds:
         return self.created.get(target.path) or self.indexed.get(target)
 
 
+@dataclass
+class _Item:
+    """One entry of a call, ready to send: resolved fields, and for an update its record."""
+
+    entry: PipelineEntry
+    fields: JsonObject
+    record_id: str | None = None
+    on_main: JsonObject | None = None
+    """Main's copy of the record when the run must not overwrite upstream changes."""
+    if_match: str | None = None
+
+    @property
+    def key(self) -> EntryKey:
+        return self.entry.key
+
+
 async def send(
     connector: Connector,
     call: Call,
     entries: Mapping[EntryKey, PipelineEntry],
     record_ids: RecordIds,
     main: Mapping[str, JsonObject] | None = None,
-) -> Outcome:
-    """Send one call; every failure comes back as the outcome's error, never raised.
+) -> list[Outcome]:
+    """Send one call; every failure comes back as an outcome's error, never raised.
 
     ``main``: main's copy of the records the phase updates, by path, when the
     run must not overwrite upstream changes (``application.upstream``); None
     when it may.
     """
-    op = call.operation
-    try:
-        if op["type"] == "delete":
-            ids = [entries[k].operation["record_id"] for k in call.keys]
-            await connector.delete_many(op["folder"], ids, call.idempotency_key)
-            return Outcome(call)
-        fields = resolve_refs(op["fields"], record_ids.lookup)
-        for where, target in iter_at_refs(fields):
-            raise UnresolvedReference(f"{where} points at {target.path}, which has no record id")
-        if op["type"] == "create":
-            record = await connector.create(op["folder"], fields, call.idempotency_key)
-        else:
-            path = entries[call.keys[0]].path
-            record_id = op.get("record_id") or record_ids.created.get(path)
-            if record_id is None:
-                raise UnresolvedReference(f"{path} has no record id to update")
-            on_main = None if main is None or op.get("record_id") is None else main.get(path)
-            if on_main is None:
-                record = await connector.update(
-                    op["folder"], record_id, fields, call.idempotency_key
-                )
-            else:
-                record = await guarded_update(
-                    connector,
-                    op["folder"],
-                    record_id,
-                    fields,
-                    call.idempotency_key,
-                    main=on_main,
-                    draft=op["fields"],
-                )
-        return Outcome(call, record=record)
-    except ConnectorError as exc:
-        return Outcome(call, error=exc)
-    except DomainError as exc:
-        return Outcome(call, error=ConnectorError(exc.message))
+    if call.kind == "delete":
+        ids = [entries[k].operation["record_id"] for k in call.keys]
+        try:
+            await connector.delete_many(call.folder, ids, call.idempotency_key)
+        except ConnectorError as exc:
+            return [Outcome(key, error=exc) for key in call.keys]
+        return [Outcome(key) for key in call.keys]
+    outcomes: list[Outcome] = []
+    items: list[_Item] = []
+    for key in call.keys:
+        try:
+            items.append(_prepare(entries[key], record_ids, main, connector.version_field))
+        except DomainError as exc:
+            outcomes.append(Outcome(key, error=ConnectorError(exc.message)))
+    sender = _Batches(connector, call)
+    batched = [item for item in items if not sender.reads_first(item)]
+    for item in items:
+        if sender.reads_first(item):  # no conditional writes: it is checked alone
+            outcomes.append(
+                await sender.alone(item, part_key(call.idempotency_key, [item.entry.path]))
+            )
+    if batched:
+        outcomes.extend(await sender.send(batched))
+    return outcomes
+
+
+def _prepare(
+    entry: PipelineEntry,
+    record_ids: RecordIds,
+    main: Mapping[str, JsonObject] | None,
+    version_field: str | None,
+) -> _Item:
+    op = entry.operation
+    fields = resolve_refs(op["fields"], record_ids.lookup)
+    assert isinstance(fields, dict)
+    for where, target in iter_at_refs(fields):
+        raise UnresolvedReference(f"{where} points at {target.path}, which has no record id")
+    if op["type"] == "create":
+        return _Item(entry, fields)
+    record_id = op.get("record_id") or record_ids.created.get(entry.path)
+    if record_id is None:
+        raise UnresolvedReference(f"{entry.path} has no record id to update")
+    on_main = None if main is None or op.get("record_id") is None else main.get(entry.path)
+    if_match = None
+    if on_main is not None and version_field is not None:
+        if_match = version_of(on_main, version_field)
+    return _Item(entry, fields, record_id, on_main, if_match)
+
+
+class _Batches:
+    """Sends one call's items in as few requests as the service's refusals allow."""
+
+    def __init__(self, connector: Connector, call: Call) -> None:
+        self.connector = connector
+        self.call = call
+
+    def reads_first(self, item: _Item) -> bool:
+        return item.on_main is not None and self.connector.version_field is None
+
+    async def send(self, items: list[_Item]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        parts: deque[tuple[list[_Item], str]] = deque([(items, self.call.idempotency_key)])
+        while parts:
+            part, key = parts.popleft()
+            try:
+                results = await self._request(part, key)
+            except FatalConnectorError as exc:
+                left = part + [item for rest, _ in parts for item in rest]
+                return outcomes + [Outcome(item.key, error=exc) for item in left]
+            except ConnectorError as exc:
+                index = exc.index
+                if len(part) > 1 and index is not None and 0 <= index < len(part):
+                    bad = part[index]
+                    outcomes.append(await self._refused(bad, exc.for_item(), key))
+                    rest = part[:index] + part[index + 1 :]
+                    parts.appendleft((rest, self._key(rest)))
+                elif len(part) > 1 and isinstance(exc, EntryRejected):
+                    half = len(part) // 2
+                    parts.appendleft((part[half:], self._key(part[half:])))
+                    parts.appendleft((part[:half], self._key(part[:half])))
+                else:
+                    error = exc.for_item() if index is not None else exc
+                    outcomes.extend([await self._refused(item, error, key) for item in part])
+                continue
+            for item, result in zip(part, results, strict=True):
+                if isinstance(result, Record):
+                    outcomes.append(Outcome(item.key, record=result))
+                else:
+                    outcomes.append(await self._refused(item, result, key))
+        return outcomes
+
+    def _key(self, part: list[_Item]) -> str:
+        return part_key(self.call.idempotency_key, [item.entry.path for item in part])
+
+    async def _request(self, part: list[_Item], key: str) -> list[ItemOutcome]:
+        if self.call.kind == "create":
+            fields = [item.fields for item in part]
+            return await self.connector.create_many(self.call.folder, fields, key)
+        updates = [RecordUpdate(str(i.record_id), i.fields, i.if_match) for i in part]
+        return await self.connector.update_many(self.call.folder, updates, key)
+
+    async def _refused(self, item: _Item, error: ConnectorError, key: str) -> Outcome:
+        """An item the service refused: its outcome, unless it only changed upstream."""
+        if isinstance(error, PreconditionFailed) and item.on_main is not None:
+            return await self.alone(item, part_key(key, [item.entry.path]))
+        return Outcome(item.key, error=error)
+
+    async def alone(self, item: _Item, key: str) -> Outcome:
+        """An update checked against upstream changes on its own (``guarded_update``)."""
+        assert item.record_id is not None and item.on_main is not None
+        try:
+            record = await guarded_update(
+                self.connector,
+                self.call.folder,
+                item.record_id,
+                item.fields,
+                key,
+                main=item.on_main,
+                draft=item.entry.operation["fields"],
+            )
+        except ConnectorError as exc:
+            return Outcome(item.key, error=exc)
+        return Outcome(item.key, record=record)
 
 
 @dataclass
@@ -158,25 +282,23 @@ def judge(
         if isinstance(error, FatalConnectorError):
             verdicts.fatal = error.message
             continue
+        key = outcome.key
         if error is not None:
-            verdicts.failed.extend(
-                Failed(key, error.message, error.code, error.details) for key in outcome.call.keys
-            )
+            verdicts.failed.append(Failed(key, error.message, error.code, error.details))
             continue
-        for key in outcome.call.keys:
-            entry = entries[key]
-            folder = entry.operation["folder"]
-            if entry.operation["type"] == "delete":
-                record_id = entry.operation["record_id"]
-                verdicts.main_changes.append(MainChange(entry.path, None, record_id))
-                verdicts.published.append(Published(key, record_id, None))
-                continue
-            assert outcome.record is not None
-            content = record_to_file(outcome.record, schemas[folder])
-            verdicts.main_changes.append(MainChange(entry.path, content, outcome.record.id))
-            verdicts.published.append(Published(key, outcome.record.id, content))
-            if entry.phase == Phase.CREATE:
-                verdicts.created[entry.path] = outcome.record.id
+        entry = entries[key]
+        folder = entry.operation["folder"]
+        if entry.operation["type"] == "delete":
+            record_id = entry.operation["record_id"]
+            verdicts.main_changes.append(MainChange(entry.path, None, record_id))
+            verdicts.published.append(Published(key, record_id, None))
+            continue
+        assert outcome.record is not None
+        content = record_to_file(outcome.record, schemas[folder])
+        verdicts.main_changes.append(MainChange(entry.path, content, outcome.record.id))
+        verdicts.published.append(Published(key, outcome.record.id, content))
+        if entry.phase == Phase.CREATE:
+            verdicts.created[entry.path] = outcome.record.id
     return verdicts
 
 

@@ -3,15 +3,22 @@
 Adapters (the sandbox client, later Webflow/Airtable) subclass ``Connector``;
 unit tests use an in-memory fake of the same interface. Adapters do their own
 retrying of transient failures (backoff + jitter, ``Retry-After``) and rate
-limiting, and then classify what is left into the three errors below.
+limiting, and then classify what is left into the errors below.
+
+Writes go out in batches where the service takes them (``batch_limits``):
+``create_many`` / ``update_many`` answer each item's own outcome. A service
+that refuses a whole request because of one item says which (the error's
+``index``); the run engine then fails that item alone and sends the rest
+again (``application.calls``).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 
+from domain.calls import BatchLimits
 from domain.json_types import JsonObject, JsonValue
 
 
@@ -20,12 +27,23 @@ class ConnectorError(Exception):
     """The entry error code an outcome with this error records (API.md, Errors)."""
 
     def __init__(
-        self, message: str, *, status: int | None = None, details: JsonValue = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        details: JsonValue = None,
+        index: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.details = details
+        self.index = index
+        """For a batch request refused whole: the item it refused it for (None: not one item)."""
+
+    def for_item(self) -> ConnectorError:
+        """The same error as one item's outcome (no longer about a position in a request)."""
+        return type(self)(self.message, status=self.status, details=self.details)
 
 
 class EntryRejected(ConnectorError):
@@ -62,6 +80,19 @@ class Record:
 
 
 @dataclass(frozen=True)
+class RecordUpdate:
+    """One item of ``update_many``: the fields to patch, conditionally on ``if_match``."""
+
+    record_id: str
+    fields: JsonObject
+    if_match: str | None = None
+
+
+ItemOutcome = Record | ConnectorError
+"""One item of a batch: the record as the service now holds it, or why not."""
+
+
+@dataclass(frozen=True)
 class RecordPage:
     records: list[Record]
     total: int
@@ -70,7 +101,8 @@ class RecordPage:
 class Connector(ABC):
     """Create, update (conditional where the service can), bulk delete (paged), list, read one."""
 
-    delete_page_size: int = 100
+    batch_limits: BatchLimits = BatchLimits()
+    """The most items per create / update / delete request (one record per write by default)."""
     list_page_size: int = 100
     version_field: str | None = "lastUpdated"
     """The server-computed field that versions a record, sent as ``if_match`` on a
@@ -98,11 +130,39 @@ class Connector(ABC):
         ``PreconditionFailed``.
         """
 
+    async def create_many(
+        self, folder: str, items: Sequence[JsonObject], idempotency_key: str
+    ) -> list[ItemOutcome]:
+        """Create at most ``batch_limits.create`` records in one request; outcomes in order.
+
+        A request refused whole raises (with ``index`` when one item caused
+        it); ``FatalConnectorError`` always raises. This default sends one
+        request per item, for services without bulk writes.
+        """
+        if len(items) == 1:
+            return [await self.create(folder, items[0], idempotency_key)]
+        return [
+            await _outcome(self.create(folder, fields, f"{idempotency_key}:{i}"))
+            for i, fields in enumerate(items)
+        ]
+
+    async def update_many(
+        self, folder: str, items: Sequence[RecordUpdate], idempotency_key: str
+    ) -> list[ItemOutcome]:
+        """Patch at most ``batch_limits.update`` records in one request; as ``create_many``."""
+
+        def one(item: RecordUpdate, key: str) -> Awaitable[Record]:
+            return self.update(folder, item.record_id, item.fields, key, if_match=item.if_match)
+
+        if len(items) == 1:
+            return [await one(items[0], idempotency_key)]
+        return [await _outcome(one(item, f"{idempotency_key}:{i}")) for i, item in enumerate(items)]
+
     @abstractmethod
     async def delete_many(
         self, folder: str, record_ids: Sequence[str], idempotency_key: str
     ) -> None:
-        """Delete at most ``delete_page_size`` records, all or none."""
+        """Delete at most ``batch_limits.delete`` records, all or none."""
 
     @abstractmethod
     async def list_page(self, folder: str, offset: int, limit: int) -> RecordPage:
@@ -114,3 +174,13 @@ class Connector(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+
+async def _outcome(call: Awaitable[Record]) -> ItemOutcome:
+    """One item's outcome of a request per item: a fatal error still stops everything."""
+    try:
+        return await call
+    except FatalConnectorError:
+        raise
+    except ConnectorError as exc:
+        return exc

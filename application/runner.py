@@ -166,10 +166,13 @@ class PipelineRun:
         """
         if self.pipeline.on_upstream_change != UpstreamPolicy.FAIL:
             return None
+        entries = self.pipeline.entries
         paths = [
-            self.pipeline.entries[call.keys[0]].path
+            entries[key].path
             for call in calls
-            if call.operation["type"] == "update" and call.operation.get("record_id")
+            if call.kind == "update"
+            for key in call.keys
+            if entries[key].operation.get("record_id")
         ]
         if not paths:
             return {}
@@ -195,6 +198,13 @@ class PipelineRun:
         await self._save_async(terminal, with_draft=True)
 
     async def _run_phase(self, phase: Phase, connector: Connector) -> None:
+        """The phase's calls wave by wave: a wave goes out once the one before is recorded."""
+        for calls in self.pipeline.open_calls(phase, connector.batch_limits):
+            if self.pipeline.cancel_requested or self.fatal:
+                return
+            await self._run_wave(calls, connector)
+
+    async def _run_wave(self, calls: list[Call], connector: Connector) -> None:
         """Rounds and calls overlap: a call waits for its intent's round, never for later ones.
 
         While one round saves (in a thread), calls whose intents earlier rounds
@@ -202,18 +212,19 @@ class PipelineRun:
         gather for the next round. A round records every outcome since the last
         one plus intents for up to ``WINDOWS_AHEAD * concurrency`` calls ahead
         (counting the ones ready but not started). Calls of one
-        phase never depend on each other (dependencies point at earlier
-        phases), so outcomes need not gate dispatch within a phase. An intent
-        saved but not yet sent when the worker dies is re-sent with its key on
-        resume, like any other.
+        wave never depend on each other (dependencies point at earlier
+        waves and phases), so outcomes need not gate dispatch within a wave. An
+        intent saved but not yet sent when the worker dies is re-sent with its
+        key on resume, like any other.
         """
-        calls = self.pipeline.open_calls(phase, connector.delete_page_size)
-        await asyncio.to_thread(self.record_ids.preload, self._file_index, calls)
+        entries = self.pipeline.entries
+        operations = [entries[key].operation for call in calls for key in call.keys]
+        await asyncio.to_thread(self.record_ids.preload, self._file_index, operations)
         main = await asyncio.to_thread(self._main_copies, calls)
         queue = list(calls)
         ready: list[Call] = []
         """Intent saved, call not started: started as soon as a slot is free, even when stopping."""
-        in_flight: dict[asyncio.Task[Outcome], Call] = {}
+        in_flight: dict[asyncio.Task[list[Outcome]], Call] = {}
         done: list[Outcome] = []
         saving: tuple[asyncio.Task[None], _Round] | None = None
         while True:
@@ -227,12 +238,10 @@ class PipelineRun:
                 done = []
                 ahead = WINDOWS_AHEAD * self.concurrency - len(ready)
                 while queue and not stopping and len(round_.intents) < ahead:
-                    call = queue.pop(0)
-                    reason = self.pipeline.blocked_by(call)
-                    if reason is not None:
-                        round_.skips.extend((key, reason) for key in call.keys)
-                    else:
-                        round_.intents.append(call)
+                    skips, left = self.pipeline.blocked_by(queue.pop(0))
+                    round_.skips.extend(skips)
+                    if left is not None:
+                        round_.intents.append(left)
                 if round_.outcomes or round_.skips or round_.intents:
                     save = self._save_async(partial(self._record_round, round_))
                     saving = (asyncio.create_task(save), round_)
@@ -246,7 +255,7 @@ class PipelineRun:
             )
             for task in finished:
                 if in_flight.pop(task, None) is not None:
-                    done.append(task.result())
+                    done.extend(task.result())
                 elif saving is not None:
                     task.result()  # the round's save: RunStopped propagates
                     ready.extend(saving[1].intents)

@@ -7,7 +7,7 @@ Each trial gets a fresh sandbox (a subprocess, with latency so that calls are
 in flight when the kill lands) and a workspace whose main is pulled from it:
 authors, books pointing at authors, menus listing books. The draft mixes
 every kind of work: new authors and new books pointing at each other (creates
-with stripped pointers, then backfill), retitled books, and deleted authors and
+in two waves, the cycle-breaking pointers backfilled), retitled books, and deleted authors and
 books that other records still point at (reference-clearing edits, then
 deletes). A worker SUBPROCESS (``publishd worker``, lease of 2 s) runs it and
 is killed with SIGKILL once the sandbox has seen a random number of its
@@ -50,9 +50,10 @@ import httpx
 from application.queries import Queries
 from bench.common import database_from_env, print_result, temporary_schema
 from bench.run import sandbox_process
+from domain.calls import calls_per_phase
+from domain.connector_config import BATCH_LIMITS
 from domain.entries import EntryStatus, PipelineEntry
 from domain.pipeline import PublishPipeline
-from domain.plan import Phase
 from domain.states import TERMINAL_STATES
 from infrastructure.postgres.database import Database
 from infrastructure.settings import Settings
@@ -358,10 +359,9 @@ def run_trial(
 
 
 def _expected_calls(pipeline: PublishPipeline) -> int:
-    deletes = {
-        (e.operation["folder"], e.operation["page"]) for e in pipeline.entries_of(Phase.DELETE)
-    }
-    return len(pipeline.entries) - len(pipeline.entries_of(Phase.DELETE)) + len(deletes)
+    """The requests the run makes when nothing fails: the range a kill is drawn from."""
+    limits = BATCH_LIMITS["sandbox"]
+    return sum(calls_per_phase(pipeline.pipeline_id, pipeline.entries.values(), limits).values())
 
 
 def _state(runtime: Runtime, pipeline_id: str) -> str:

@@ -13,11 +13,23 @@ import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from domain.calls import BatchLimits
 from domain.errors import InvalidConnector
 from domain.json_types import JsonObject, JsonValue
 
-SUPPORTED_TYPES: dict[str, frozenset[str]] = {"sandbox": frozenset({"type", "base_url"})}
+RATE_KEYS = {"requests_per_second": 1.0, "requests_per_minute": 60.0}
+"""The keys that set a connector's request rate, and the window (seconds) each counts over."""
+SUPPORTED_TYPES: dict[str, frozenset[str]] = {
+    "sandbox": frozenset({"type", "base_url", *RATE_KEYS}),
+}
 """The keys each connector type takes (API.md §12)."""
+BATCH_LIMITS: dict[str, BatchLimits] = {
+    "sandbox": BatchLimits(create=100, update=100, delete=100),
+    "webflow": BatchLimits(create=100, update=100, delete=100),
+    "airtable": BatchLimits(create=10, update=10, delete=10),
+}
+"""The most records each service takes per request (API.md §10, §12; CONNECTORS.md)."""
+MAX_RATE = 1_000_000.0
 LATER_TYPES = frozenset({"webflow", "airtable"})
 """Documented in API.md §12 but without a connector yet: refused until they have one."""
 MAX_URL_LENGTH = 2048
@@ -46,7 +58,33 @@ def check_connector(config: Mapping[str, JsonValue]) -> JsonObject:
     if not isinstance(base_url, str):
         raise InvalidConnector("connector.base_url must be a string")
     check_base_url(base_url)
-    return {"type": kind, "base_url": base_url}
+    checked: JsonObject = {"type": kind, "base_url": base_url}
+    rates = [key for key in RATE_KEYS if key in config]
+    if len(rates) > 1:
+        raise InvalidConnector("give the request rate once: requests_per_second or _per_minute")
+    for key in rates:
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidConnector(f"connector.{key} must be a number")
+        if not 0 < value <= MAX_RATE:
+            raise InvalidConnector(f"connector.{key} must be above 0 and at most {MAX_RATE:.0f}")
+        checked[key] = value
+    return checked
+
+
+def batch_limits(config: Mapping[str, JsonValue]) -> BatchLimits:
+    """The batch limits of the configured service (one record per request if unknown)."""
+    kind = config.get("type")
+    return BATCH_LIMITS.get(kind, BatchLimits()) if isinstance(kind, str) else BatchLimits()
+
+
+def request_rate(config: Mapping[str, JsonValue]) -> tuple[float, float] | None:
+    """``(requests, window_seconds)`` the configured service allows; None: no known limit."""
+    for key, window in RATE_KEYS.items():
+        value = config.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return float(value), window
+    return None
 
 
 def check_base_url(url: str) -> None:

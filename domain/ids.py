@@ -18,3 +18,13 @@ def draft_uuid(workspace_id: str, user: str) -> UUID:
 def idempotency_key(pipeline_id: str, phase: str, path: str) -> str:
     """Deterministic key for one external call: same (pipeline, phase, path), same key."""
     return str(uuid5(NAMESPACE, f"call:{pipeline_id}:{phase}:{path}"))
+
+
+def part_key(call_key: str, paths: list[str]) -> str:
+    """The key of a part of a call (a batch split around the items the service refused).
+
+    Derived from the call's own key and the part's paths, so a resumed run
+    that splits the same call the same way sends each part under the key the
+    service saw the first time.
+    """
+    return str(uuid5(NAMESPACE, f"part:{call_key}:" + "\n".join(paths)))

@@ -22,7 +22,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.calls import Call, blocked_by, group_calls
+from domain.calls import BatchLimits, Call, blocked_by, group_calls
 from domain.entries import EntryStatus, PipelineEntry
 from domain.errors import IllegalTransition, LeaseLost, StalePlan
 from domain.json_types import JsonObject, JsonValue
@@ -387,14 +387,12 @@ class PublishPipeline(Aggregate):
 
     # --- decisions of the run -------------------------------------------------
 
-    def open_calls(self, phase: Phase, delete_page_size: int) -> list[Call]:
-        """What is left to send in a phase, as calls (see ``domain.calls``)."""
-        return group_calls(
-            self.pipeline_id, self.attempt, phase, self.entries_of(phase), delete_page_size
-        )
+    def open_calls(self, phase: Phase, limits: BatchLimits) -> list[list[Call]]:
+        """What is left to send in a phase, as calls wave by wave (see ``domain.calls``)."""
+        return group_calls(self.pipeline_id, self.attempt, phase, self.entries_of(phase), limits)
 
-    def blocked_by(self, call: Call) -> str | None:
-        """Why a call must not go out: an entry it depends on failed or was skipped."""
+    def blocked_by(self, call: Call) -> tuple[list[tuple[EntryKey, str]], Call | None]:
+        """The entries of a call that must be skipped, with why, and the call left to send."""
         return blocked_by(call, self.entries)
 
     # --- queries ------------------------------------------------------------

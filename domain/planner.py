@@ -24,7 +24,15 @@ Choices the spec leaves open:
 - the service accepts deleting records that point at each other only within
   one bulk-delete call; deletes go out one call per folder page, so a deleted
   file pointing at a deleted file of *another* call is cleared in the edit
-  phase too, and the target's delete waits for that edit.
+  phase too, and the target's delete waits for that edit;
+- creates go out in dependency waves (``domain.calls.waves``): a create
+  depends on the creates of the new records it points at and carries those
+  pointers; only cycle-breaking fields (``domain.cycles``) wait for the
+  backfill;
+- an edit that points at a new record and clears nothing for a delete is one
+  backfill entry (one request once the targets exist), not an edit now plus
+  a backfill; an edit that clears a pointer must go before the delete, so it
+  sends what it can and the backfill the rest.
 """
 
 from __future__ import annotations
@@ -33,7 +41,9 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from domain.calls import waves
 from domain.clearing import Cleared, PointerTargets, RefTarget, clear_pointers
+from domain.cycles import cycle_breaking_fields
 from domain.errors import DanglingReferences, InvalidContent, NothingToPublish, UnknownFolder
 from domain.json_types import JsonObject, json_equal
 from domain.paths import REF_PREFIX, FilePath, parse_path
@@ -211,13 +221,28 @@ class _Planner:
             self._plan_edit(item, before)
         self._plan_clearing_only(draft_paths)
         self._plan_clearing_between_deletes(deleted, targets)
+        self.cycle_fields = cycle_breaking_fields(self._create_graph(added))
         for item in added:
             self._plan_create(item)
         self._plan_deletes(deleted)
         if not self.entries:
             raise NothingToPublish("the draft has nothing to publish")
         order = {phase: index for index, phase in enumerate(PHASES)}
-        return Plan(tuple(sorted(self.entries, key=lambda e: (order[e.phase], e.path))))
+        wave = waves(self.entries)
+        return Plan(
+            tuple(sorted(self.entries, key=lambda e: (order[e.phase], wave[e.key], e.path)))
+        )
+
+    def _create_graph(self, added: list[_File]) -> dict[str, dict[str, frozenset[str]]]:
+        """Which new records each new record's fields point at (``domain.cycles``)."""
+        graph: dict[str, dict[str, frozenset[str]]] = {}
+        for item in added:
+            graph[item.path] = {
+                key: frozenset(raw[len(REF_PREFIX) :] for raw in raws if raw in self.added_refs)
+                for key, raws in self.refs[item.path].items()
+                if any(raw in self.added_refs for raw in raws)
+            }
+        return graph
 
     def _check_references(self, changed: list[_File], draft_paths: set[str]) -> None:
         """Learn the record ids of every target; fail listing every dangling reference."""
@@ -304,6 +329,10 @@ class _Planner:
                 # one at a record not created yet: send it without either for now.
                 fields[key] = clear_pointers({key: changed[key]}, None, self.uncreated).content[key]
         record_id = _record_id(item.path, schema, before)
+        if deferred and not was_pointing.targets:
+            # Nothing waits for this edit: one request after the creates does it all.
+            self._backfill(item, record_id, changed, uncreated, before)
+            return
         if fields:
             op: JsonObject = {"type": "update", "folder": item.file.folder, "record_id": record_id}
             self._add(
@@ -347,12 +376,22 @@ class _Planner:
                 self._plan_edit(item, item.content, cleared)
 
     def _plan_create(self, item: _File) -> None:
+        """A create that goes out after the new records it points at, but for cycle fields.
+
+        Pointers to new records stay in the create (resolved when it is sent,
+        a wave after their targets'); only the fields ``domain.cycles`` picked
+        to break a cycle wait for the backfill.
+        """
         unsent = item.schema.unsent_fields
         new = self._clear_draft(item)
         sent = {k: v for k, v in new.items() if k not in unsent}
-        fields, deferred, uncreated = self._strip(sent, self.refs[item.path])
+        refs = self.refs[item.path]
+        cut = self.cycle_fields.get(item.path, frozenset())
+        fields, deferred, uncreated = self._strip(sent, {k: v for k, v in refs.items() if k in cut})
+        targets = {raw for key in fields for raw in refs.get(key, ()) if raw in self.added_refs}
+        depends = tuple(sorted(entry_key(Phase.CREATE, raw[len(REF_PREFIX) :]) for raw in targets))
         op = {"type": "create", "folder": item.file.folder, "fields": fields}
-        self._add(item.path, Phase.CREATE, op, deferred)
+        self._add(item.path, Phase.CREATE, op, deferred, depends)
         self._backfill(item, None, {key: new[key] for key in deferred}, uncreated, None)
 
     def _strip(

@@ -22,7 +22,9 @@ from application.concurrency import ConflictBudget
 from application.connector import Connector
 from application.queries import Queries
 from application.worker import Worker
+from domain.connector_config import request_rate
 from domain.workspace import Workspace
+from infrastructure.connectors.rate_limit import RateLimiters
 from infrastructure.connectors.sandbox import SandboxConnector
 from infrastructure.postgres.database import Database, resolve
 from infrastructure.postgres.feed.event_feed import EventFeed
@@ -62,6 +64,8 @@ class Runtime:
     feeds: list[EventFeed] = field(default_factory=list)
     """The event feeds of the HTTP apps built on this runtime (ended on a stop signal)."""
     _connectors: dict[tuple[str, str], Connector] = field(default_factory=dict)
+    rate_limiters: RateLimiters = field(default_factory=RateLimiters)
+    """Shared by every connector of this process that uses the same credentials."""
 
     @classmethod
     def build(cls, settings: Settings | None = None) -> Runtime:
@@ -81,23 +85,28 @@ class Runtime:
         return cls(settings, database, app, views, tokens)
 
     def connector_for(self, workspace: Workspace) -> Connector:
-        """One connector per workspace and event loop (httpx clients belong to their loop).
+        """One connector per workspace config and event loop (HTTP sessions belong to their loop).
 
         Every connector is timed, so ``/metrics`` reports the latency of each
-        call the workers and pulls of this process make.
+        call the workers and pulls of this process make, and paced by the
+        limiter its credentials share with every other connector of the
+        process (``RateLimiters``) when the config gives a request rate.
         """
         config = workspace.connector
         try:
             loop_id = str(id(asyncio.get_running_loop()))
         except RuntimeError:
             loop_id = "none"
-        key = (workspace.workspace_id, f"{config.get('base_url')}@{loop_id}")
+        key = (workspace.workspace_id, f"{sorted(config.items())}@{loop_id}")
         connector = self._connectors.get(key)
         if connector is None:
             if config.get("type") != "sandbox":
                 raise ValueError(f"unknown connector type {config.get('type')!r}")
+            base_url = str(config["base_url"])
+            rate = request_rate(config)
+            limiter = None if rate is None else self.rate_limiters.for_credentials(base_url, *rate)
             sandbox = SandboxConnector(
-                str(config["base_url"]), concurrency=self.settings.worker_concurrency
+                base_url, concurrency=self.settings.worker_concurrency, rate_limiter=limiter
             )
             connector = TimedConnector(sandbox, "sandbox")
             self._connectors[key] = connector

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from prometheus_client import Histogram
 
-from application.connector import Connector, Record, RecordPage
+from application.connector import Connector, ItemOutcome, Record, RecordPage, RecordUpdate
 from domain.json_types import JsonObject
 
 T = TypeVar("T")
@@ -33,7 +33,7 @@ class TimedConnector(Connector):
     def __init__(self, inner: Connector, connector_type: str) -> None:
         self.inner = inner
         self.connector_type = connector_type
-        self.delete_page_size = inner.delete_page_size
+        self.batch_limits = inner.batch_limits
         self.list_page_size = inner.list_page_size
         self.version_field = inner.version_field
 
@@ -61,6 +61,20 @@ class TimedConnector(Connector):
         return await self._timed(
             "update",
             self.inner.update(folder, record_id, fields, idempotency_key, if_match=if_match),
+        )
+
+    async def create_many(
+        self, folder: str, items: Sequence[JsonObject], idempotency_key: str
+    ) -> list[ItemOutcome]:
+        return await self._timed(
+            "create_many", self.inner.create_many(folder, items, idempotency_key)
+        )
+
+    async def update_many(
+        self, folder: str, items: Sequence[RecordUpdate], idempotency_key: str
+    ) -> list[ItemOutcome]:
+        return await self._timed(
+            "update_many", self.inner.update_many(folder, items, idempotency_key)
         )
 
     async def delete_many(

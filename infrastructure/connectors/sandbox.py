@@ -13,11 +13,19 @@ to choose between them honestly:
   be resumed later; otherwise ``TransientFailure`` and only this entry fails;
 - a 401/403 is fatal at once (retrying can't fix credentials), and so is a
   base URL no request can go to; a 412 to a
-  conditional update (``If-Match: <lastUpdated>``) is ``PreconditionFailed``:
+  conditional update (``If-Match: <lastUpdated>``, or an item's ``ifMatch``
+  in a bulk update) is ``PreconditionFailed``:
   the record changed upstream, and only the caller can decide what that means;
   any other 4xx is this record's problem: ``EntryRejected`` with the service's
   body as details. ``read`` answers None for a 404: a record that is not there
   is an answer, not a failure.
+
+Creates and updates go out in bulk requests of up to 100 items; the sandbox
+refuses a bulk request whole for one bad item and names its ``index``, which
+the error carries for the run engine to split around. Requests are paced by
+the shared ``RateLimiter`` of the sandbox's address when the workspace gives
+a rate; a 429's ``Retry-After`` pauses that limiter for every caller, and
+``X-RateLimit-Remaining`` tells it about requests others made.
 
 Throughput: calls go through aiohttp (see ``http_client`` for why not httpx).
 """
@@ -26,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -34,13 +41,17 @@ from urllib.parse import quote
 
 from application.connector import (
     Connector,
+    ConnectorError,
     EntryRejected,
     FatalConnectorError,
+    ItemOutcome,
     PreconditionFailed,
     Record,
     RecordPage,
+    RecordUpdate,
     TransientFailure,
 )
+from domain.connector_config import BATCH_LIMITS
 from domain.json_types import JsonObject, JsonValue
 from infrastructure.connectors.http_client import (
     ConnectError,
@@ -49,7 +60,7 @@ from infrastructure.connectors.http_client import (
     Response,
     TransportError,
 )
-from infrastructure.connectors.rate_limit import MonotonicClock, Sleep, TokenBucket
+from infrastructure.connectors.rate_limit import RateLimiter, Sleep
 
 
 class _Attempt:
@@ -80,7 +91,7 @@ class _Attempt:
 
 
 class SandboxConnector(Connector):
-    delete_page_size = 100
+    batch_limits = BATCH_LIMITS["sandbox"]
     list_page_size = 100
 
     def __init__(
@@ -92,11 +103,9 @@ class SandboxConnector(Connector):
         backoff_base: float = 0.1,
         backoff_max: float = 10.0,
         retry_after_max: float = 60.0,
-        rate_limit_per_s: float | None = None,
-        rate_limit_burst: int = 1,
+        rate_limiter: RateLimiter | None = None,
         timeout: float = 10.0,
         auth_token: str | None = None,
-        clock: MonotonicClock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:
@@ -106,11 +115,7 @@ class SandboxConnector(Connector):
         self._retry_after_max = retry_after_max
         self._sleep = sleep
         self._jitter = jitter
-        self._bucket = (
-            TokenBucket(rate_limit_per_s, burst=rate_limit_burst, clock=clock, sleep=sleep)
-            if rate_limit_per_s
-            else None
-        )
+        self._limiter = rate_limiter
         self._successes = 0
         """Answered calls of this connector so far: a sign of life for the outage check."""
         headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else {}
@@ -148,6 +153,31 @@ class SandboxConnector(Connector):
         )
         return _record(_json(response))
 
+    async def create_many(
+        self, folder: str, items: Sequence[JsonObject], idempotency_key: str
+    ) -> list[ItemOutcome]:
+        self._check_batch(items, self.batch_limits.create)
+        body = {"items": [{"fieldData": fields} for fields in items]}
+        response = await self._call(
+            "POST", f"{_collection(folder)}/items", body, idempotency_key, batch=True
+        )
+        return _records(_json(response), len(items))
+
+    async def update_many(
+        self, folder: str, items: Sequence[RecordUpdate], idempotency_key: str
+    ) -> list[ItemOutcome]:
+        self._check_batch(items, self.batch_limits.update)
+        body = {"items": [_update_item(item) for item in items]}
+        response = await self._call(
+            "PATCH", f"{_collection(folder)}/items", body, idempotency_key, batch=True
+        )
+        return _records(_json(response), len(items))
+
+    @staticmethod
+    def _check_batch(items: Sequence[object], limit: int) -> None:
+        if not 1 <= len(items) <= limit:
+            raise ValueError(f"a bulk request takes 1 to {limit} items, not {len(items)}")
+
     async def read(self, folder: str, record_id: str) -> Record | None:
         try:
             response = await self._call("GET", _item(folder, record_id))
@@ -160,8 +190,8 @@ class SandboxConnector(Connector):
     async def delete_many(
         self, folder: str, record_ids: Sequence[str], idempotency_key: str
     ) -> None:
-        if len(record_ids) > self.delete_page_size:
-            raise ValueError(f"at most {self.delete_page_size} ids per delete")
+        if len(record_ids) > self.batch_limits.delete:
+            raise ValueError(f"at most {self.batch_limits.delete} ids per delete")
         if record_ids:
             body = {"items": list(record_ids)}
             await self._call("DELETE", f"{_collection(folder)}/items", body, idempotency_key)
@@ -188,8 +218,12 @@ class SandboxConnector(Connector):
         *,
         params: JsonObject | None = None,
         headers: dict[str, str] | None = None,
+        batch: bool = False,
     ) -> Response:
-        """One logical call: attempts until an answer is final or the budget is spent."""
+        """One logical call: attempts until an answer is final or the budget is spent.
+
+        ``batch``: a bulk request, whose refusal may name the item it is about.
+        """
         if idempotency_key:
             headers = {**(headers or {}), "Idempotency-Key": idempotency_key}
         successes_before = self._successes
@@ -197,7 +231,7 @@ class SandboxConnector(Connector):
         for attempt_no in range(self._max_retries + 1):
             attempt = await self._attempt(method, path, body, headers, params)
             if not attempt.retryable:
-                return self._final(attempt)
+                return self._final(attempt, batch)
             all_unavailable = all_unavailable and attempt.unavailable
             if attempt_no < self._max_retries:
                 await self._sleep(self._delay(attempt_no, attempt.response))
@@ -217,8 +251,8 @@ class SandboxConnector(Connector):
     ) -> _Attempt:
         if self._http is None:
             raise FatalConnectorError(self._unusable or "the sandbox connector cannot be used")
-        if self._bucket is not None:
-            await self._bucket.acquire()
+        if self._limiter is not None:
+            await self._limiter.acquire()
         try:
             response = await self._http.request(
                 method, path, json=body, headers=headers, params=params
@@ -227,9 +261,20 @@ class SandboxConnector(Connector):
             return _Attempt(None, exc)
         except InvalidAddress as exc:
             raise FatalConnectorError(f"the sandbox connector cannot be used: {exc}") from exc
+        self._learn(response)
         return _Attempt(response, None)
 
-    def _final(self, attempt: _Attempt) -> Response:
+    def _learn(self, response: Response) -> None:
+        """What the answer says about the quota, told to the shared limiter."""
+        if self._limiter is None:
+            return
+        if response.status == 429:
+            self._limiter.pause(_retry_after(response) or 1.0)
+        remaining = response.headers.get("x-ratelimit-remaining")
+        if remaining is not None and remaining.isdigit():
+            self._limiter.observe_remaining(int(remaining))
+
+    def _final(self, attempt: _Attempt, batch: bool = False) -> Response:
         response = attempt.response
         assert response is not None  # only a response can be non-retryable
         self._successes += 1
@@ -240,9 +285,9 @@ class SandboxConnector(Connector):
         message = f"{response.method} {response.path}: {_message(response)}"
         if status in (401, 403):
             raise FatalConnectorError(f"auth rejected: {message}", status=status, details=details)
-        if status == 412:
-            raise PreconditionFailed(message, status=status, details=details)
-        raise EntryRejected(message, status=status, details=details)
+        index = _index(details) if batch else None
+        error: type[ConnectorError] = PreconditionFailed if status == 412 else EntryRejected
+        raise error(message, status=status, details=details, index=index)
 
     def _delay(self, attempt_no: int, response: Response | None) -> float:
         """Full jitter over the exponential step, but never sooner than ``Retry-After``."""
@@ -267,6 +312,26 @@ def _record(item: JsonValue) -> Record:
         raise TransientFailure(f"malformed item from the sandbox: {item!r:.200}")
     computed = {k: v for k, v in item.items() if k not in ("id", "fieldData")}
     return Record(item["id"], dict(item.get("fieldData") or {}), computed)
+
+
+def _records(body: JsonValue, expected: int) -> list[ItemOutcome]:
+    items = body.get("items") if isinstance(body, dict) else None
+    if not isinstance(items, list) or len(items) != expected:
+        raise TransientFailure(f"a bulk answer from the sandbox without {expected} items")
+    return [_record(item) for item in items]
+
+
+def _update_item(item: RecordUpdate) -> JsonObject:
+    body: JsonObject = {"id": item.record_id, "fieldData": item.fields}
+    if item.if_match is not None:
+        body["ifMatch"] = item.if_match
+    return body
+
+
+def _index(details: JsonValue) -> int | None:
+    """The item a bulk refusal names (the sandbox's ``index``), if any."""
+    index = details.get("index") if isinstance(details, dict) else None
+    return index if isinstance(index, int) and not isinstance(index, bool) else None
 
 
 def _json(response: Response) -> JsonValue:

@@ -9,9 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from domain.calls import calls_per_phase
+from domain.connector_config import batch_limits
 from domain.json_types import JsonObject
 from domain.pipeline import PublishPipeline
-from domain.plan import DELETE_PAGE_SIZE, Phase, UpstreamPolicy
+from domain.plan import Phase, UpstreamPolicy
 from domain.states import PipelineState
 from interfaces.http import models as m
 from interfaces.http.parsing import (
@@ -45,13 +46,23 @@ async def plan(request: Request) -> Response:
     ws, user = draft_params(request)
     await s.guard(request, "publish", ws)
     policy = await _prepare_plan(s, request, ws, user)
-    pipeline = await run_in_threadpool(partial(s.app.plan, ws, user, on_upstream_change=policy))
-    return reply(_planned(pipeline), 201)
+
+    def command() -> tuple[PublishPipeline, JsonObject]:
+        pipeline = s.app.plan(ws, user, on_upstream_change=policy)
+        return pipeline, s.app.workspace(ws).connector
+
+    pipeline, connector = await run_in_threadpool(command)
+    return reply(_planned(pipeline, connector), 201)
 
 
-def _planned(pipeline: PublishPipeline) -> JsonObject:
-    """The plan as API.md §4 shows it: phases with their calls, entries with their diffs."""
-    calls = calls_per_phase(pipeline.pipeline_id, pipeline.entries.values(), DELETE_PAGE_SIZE)
+def _planned(pipeline: PublishPipeline, connector: JsonObject) -> JsonObject:
+    """The plan as API.md §4 shows it: phases with their calls, entries with their diffs.
+
+    Calls are counted with the batch limits of the workspace's connector, as
+    the run will send them (``domain.calls``).
+    """
+    limits = batch_limits(connector)
+    calls = calls_per_phase(pipeline.pipeline_id, pipeline.entries.values(), limits)
     return {
         "pipeline_id": pipeline.pipeline_id,
         "workspace": pipeline.workspace_id,

@@ -81,10 +81,10 @@ def test_metrics_time_every_connector_call(api: Publishd, ws: str) -> None:
     assert pull["state"] == "completed", pull
 
     after = connector_calls(api)
-    operations = ("create", "update", "delete_many", "list_page")
+    operations = ("create_many", "update_many", "delete_many", "list_page")
     assert {op: after.get(op, 0) - before.get(op, 0) for op in operations} == {
-        "create": 1,
-        "update": 1,
+        "create_many": 1,
+        "update_many": 1,
         "delete_many": 1,
         "list_page": 1,
     }

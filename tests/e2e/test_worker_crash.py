@@ -29,7 +29,7 @@ def test_killed_workers_are_resumed_without_duplicates_or_lost_outcomes(
     )
 
     assert len(results) == TRIALS
-    assert all(r.entries >= 30 for r in results), [r.entries for r in results]
+    assert all(r.entries >= 20 for r in results), [r.entries for r in results]
     # every kill landed once the worker was calling, on a live worker, before the run ended
     assert all(r.calls_before_kill >= 1 and r.interrupted for r in results)
     assert [r.problems for r in results] == [[]] * TRIALS

@@ -315,7 +315,7 @@ class TestViewsContract:
             ("create", "authors/tolstoy.json"),
             ("create", "books/war.json"),
             ("delete", "books/dalloway.json"),
-            ("backfill", "books/war.json"),
+            ("backfill", "authors/tolstoy.json"),
         ]
         assert views.pipeline_entries(third, status="failed") == [
             {

@@ -312,7 +312,7 @@ class TestWritersContract:
         first, _ = library.plan_and_run()
         rows = writers.feed(events())
         assert [r[1:4] for r in rows["pipeline_errors"]] == [
-            ("backfill", "books/war.json", "skipped"),
+            ("backfill", "authors/tolstoy.json", "skipped"),
             ("create", "books/war.json", "failed"),
         ]
         assert [r[3] for r in rows["pipeline_status"]] == ["completed_with_errors"]

@@ -79,13 +79,17 @@ class Library:
         self.app.delete_draft_file(WORKSPACE, user, path)
 
     def write_four_phases(self) -> None:
-        """A draft with an edit, two creates (one pointing at the other), a delete and a
-        backfill of the pointer to the record not created yet."""
+        """A draft with an edit, two creates pointing at each other, a delete and a
+        backfill of the pointer that breaks the cycle (Tolstoy's favourite book:
+        War is created after Tolstoy, with its author resolved)."""
         self.write(
             "books/old-man.json",
             {"id": "b1", "title": "The Old Man", "slug": "old-man", "author": "a1"},
         )
-        self.write("authors/tolstoy.json", {"name": "Tolstoy", "slug": "tolstoy"})
+        self.write(
+            "authors/tolstoy.json",
+            {"name": "Tolstoy", "slug": "tolstoy", "favourite_book": "@/books/war.json"},
+        )
         self.write(
             "books/war.json", {"title": "War", "slug": "war", "author": "@/authors/tolstoy.json"}
         )

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from domain.calls import BatchLimits
 from domain.draft import Draft
 from domain.errors import IllegalTransition, LeaseLost, NotFound, PublishInProgress, StalePlan
 from domain.pipeline import PublishPipeline
@@ -25,6 +26,7 @@ COMPLETED_WITH_ERRORS, CANCELLED = PipelineState.COMPLETED_WITH_ERRORS, Pipeline
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
 W = "worker-1"
+LIMITS = BatchLimits(create=100, update=100, delete=100)
 EDIT = PlanEntry(
     "books/a.json",
     "edit",
@@ -331,10 +333,11 @@ def test_a_call_is_blocked_by_a_dependency_that_failed_or_was_skipped() -> None:
     pipeline = running()
     pipeline.start_phase(W, Phase.CREATE)
     pipeline.fail_entry(W, CREATE.key, "400: bad")
-    [backfill] = pipeline.open_calls(Phase.BACKFILL, 100)
-    assert pipeline.blocked_by(backfill) == "depends on create:books/b.json, which failed"
-    [edit] = pipeline.open_calls(Phase.EDIT, 100)
-    assert pipeline.blocked_by(edit) is None
+    [[backfill]] = pipeline.open_calls(Phase.BACKFILL, LIMITS)
+    reason = "depends on create:books/b.json, which failed"
+    assert pipeline.blocked_by(backfill) == ([(backfill.keys[0], reason)], None)
+    [[edit]] = pipeline.open_calls(Phase.EDIT, LIMITS)
+    assert pipeline.blocked_by(edit) == ([], edit)
 
 
 def test_deletes_share_a_call_per_page_and_dispatched_calls_keep_their_key() -> None:
@@ -357,12 +360,12 @@ def test_deletes_share_a_call_per_page_and_dispatched_calls_keep_their_key() -> 
     pipeline.plan_entries(deletes)
     request_run(pipeline)
     pipeline.claim(W, NOW, LEASE)
-    calls = pipeline.open_calls(Phase.DELETE, 3)
+    [calls] = pipeline.open_calls(Phase.DELETE, BatchLimits(delete=3))
     assert [len(c.keys) for c in calls] == [3, 1, 2]  # page 0 split at the page size
     assert len({c.idempotency_key for c in calls}) == 3
     for key in calls[1].keys:
         pipeline.dispatch(W, key, calls[1].idempotency_key)
-    again = pipeline.open_calls(Phase.DELETE, 3)
+    [again] = pipeline.open_calls(Phase.DELETE, BatchLimits(delete=3))
     assert again[0].keys == calls[1].keys and again[0].idempotency_key == calls[1].idempotency_key
     assert [c.idempotency_key for c in again[1:]] == [
         calls[0].idempotency_key,

@@ -64,7 +64,7 @@ def test_plan_then_run_publishes_all_four_phases(library: Library) -> None:
         ("create", "authors/tolstoy.json", "planned"),
         ("create", "books/war.json", "planned"),
         ("delete", "books/dalloway.json", "planned"),
-        ("backfill", "books/war.json", "planned"),
+        ("backfill", "authors/tolstoy.json", "planned"),
     ]
 
     library.app.request_run(pipeline.pipeline_id)
@@ -144,7 +144,7 @@ def test_a_backfill_is_skipped_when_its_create_failed(library: Library) -> None:
         ("create", "authors/tolstoy.json", "published"),
         ("create", "books/war.json", "failed"),
         ("delete", "books/dalloway.json", "published"),
-        ("backfill", "books/war.json", "skipped"),
+        ("backfill", "authors/tolstoy.json", "skipped"),
     ]
     done = status(library, pipeline_id)
     assert done["errors"] == [
@@ -156,7 +156,7 @@ def test_a_backfill_is_skipped_when_its_create_failed(library: Library) -> None:
             "details": None,
         },
         {
-            "path": "books/war.json",
+            "path": "authors/tolstoy.json",
             "phase": "backfill",
             "message": "depends on create:books/war.json, which failed",
             "code": "skipped_dependency",
@@ -195,7 +195,7 @@ def test_retry_after_an_entry_failed_publishes_what_is_left(library: Library) ->
             "error": None,
         },
         {
-            "path": "books/war.json",
+            "path": "authors/tolstoy.json",
             "phase": "backfill",
             "status": "planned",
             "record_id": None,

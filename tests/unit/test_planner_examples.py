@@ -107,7 +107,7 @@ def test_delete_without_inbound_references_is_one_phase() -> None:
     assert result.entries[0].depends_on == ()
 
 
-def test_creates_with_a_cycle_are_stripped_then_backfilled() -> None:
+def test_creates_with_a_cycle_defer_one_field_and_go_out_in_waves() -> None:
     result = run(
         {
             "books/new.json": {"title": "New", "author": "@/authors/new.json", "tags": ["t1"]},
@@ -119,23 +119,48 @@ def test_creates_with_a_cycle_are_stripped_then_backfilled() -> None:
         ("create", "authors/new.json"),
         ("create", "books/new.json"),
         ("backfill", "authors/new.json"),
-        ("backfill", "books/new.json"),
     ]
+    author = entry(result, "create", "authors/new.json")
+    assert author.operation["fields"] == {"name": "Newcomer"}
+    assert author.deferred_fields == ("favourite",)
+    assert author.depends_on == ()
     book = entry(result, "create", "books/new.json")
-    assert book.operation["fields"] == {"title": "New", "tags": ["t1"]}
-    assert book.deferred_fields == ("author",)
-    backfill = entry(result, "backfill", "books/new.json")
+    assert book.operation["fields"] == {
+        "title": "New",
+        "author": "@/authors/new.json",
+        "tags": ["t1"],
+    }
+    assert book.deferred_fields == ()
+    assert book.depends_on == ("create:authors/new.json",)
+    backfill = entry(result, "backfill", "authors/new.json")
     assert backfill.operation == {
         "type": "update",
-        "folder": "books",
+        "folder": "authors",
         "record_id": None,
-        "fields": {"author": "@/authors/new.json"},
+        "fields": {"favourite": "@/books/new.json"},
     }
     assert backfill.depends_on == ("create:authors/new.json", "create:books/new.json")
-    assert entry(result, "backfill", "authors/new.json").depends_on == (
-        "create:authors/new.json",
-        "create:books/new.json",
+
+
+def test_a_chain_of_new_records_needs_no_backfill() -> None:
+    result = run(
+        {
+            "books/new.json": {"title": "New", "author": "@/authors/new.json"},
+            "authors/new.json": {"name": "Newcomer"},
+        }
     )
+
+    assert shape(result) == [("create", "authors/new.json"), ("create", "books/new.json")]
+    assert entry(result, "create", "books/new.json").operation["fields"]["author"] == (
+        "@/authors/new.json"
+    )
+
+
+def test_a_record_pointing_at_itself_defers_that_field() -> None:
+    result = run({"authors/new.json": {"name": "N", "favourite": "@/authors/new.json"}})
+
+    assert shape(result) == [("create", "authors/new.json"), ("backfill", "authors/new.json")]
+    assert entry(result, "create", "authors/new.json").deferred_fields == ("favourite",)
 
 
 def test_mixed_draft_with_cycles_uses_all_four_phases_in_order() -> None:
@@ -155,7 +180,6 @@ def test_mixed_draft_with_cycles_uses_all_four_phases_in_order() -> None:
         ("create", "books/new.json"),
         ("delete", "tags/sea.json"),
         ("backfill", "authors/new.json"),
-        ("backfill", "books/new.json"),
     ]
     edit = entry(result, "edit", "books/old-man.json")
     assert edit.operation["fields"] == {"title": "Renamed", "tags": ["t2"]}
@@ -165,7 +189,7 @@ def test_mixed_draft_with_cycles_uses_all_four_phases_in_order() -> None:
 # --- what the prototype got wrong or left out -------------------------------
 
 
-def test_edit_pointing_at_a_file_created_in_the_same_draft_is_stripped_and_backfilled() -> None:
+def test_edit_pointing_at_a_file_created_in_the_same_draft_is_one_backfill() -> None:
     result = run(
         {
             "books/old-man.json": old_man(title="T", author="@/authors/new.json"),
@@ -173,16 +197,15 @@ def test_edit_pointing_at_a_file_created_in_the_same_draft_is_stripped_and_backf
         }
     )
 
-    edit = entry(result, "edit", "books/old-man.json")
-    assert edit.operation["fields"] == {"title": "T"}
-    assert edit.deferred_fields == ("author",)
+    assert shape(result) == [("create", "authors/new.json"), ("backfill", "books/old-man.json")]
     backfill = entry(result, "backfill", "books/old-man.json")
     assert backfill.operation == {
         "type": "update",
         "folder": "books",
         "record_id": "b1",
-        "fields": {"author": "@/authors/new.json"},
+        "fields": {"title": "T", "author": "@/authors/new.json"},
     }
+    assert backfill.before == {"title": "The Old Man and the Sea", "author": "a1"}
     assert backfill.depends_on == ("create:authors/new.json",)
 
 
@@ -257,7 +280,7 @@ def test_added_file_pointing_at_a_deleted_file_is_created_without_the_pointer() 
     assert create.deferred_fields == ()
 
 
-def test_cleared_pointer_inside_a_deferred_field_stays_cleared_in_the_backfill() -> None:
+def test_cleared_pointer_next_to_a_new_one_stays_cleared_in_the_create() -> None:
     result = run(
         {
             "books/new.json": {"title": "N", "tags": ["@/tags/new.json", "@/tags/sea.json"]},
@@ -266,9 +289,9 @@ def test_cleared_pointer_inside_a_deferred_field_stays_cleared_in_the_backfill()
         }
     )
 
-    assert entry(result, "backfill", "books/new.json").operation["fields"] == {
-        "tags": ["@/tags/new.json"]
-    }
+    create = entry(result, "create", "books/new.json")
+    assert create.operation["fields"] == {"title": "N", "tags": ["@/tags/new.json"]}
+    assert create.depends_on == ("create:tags/new.json",)
 
 
 def test_dangling_references_are_all_listed() -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domain.calls import waves
 from domain.errors import DanglingReferences, NothingToPublish
 from domain.plan import PHASES, Plan
 from domain.planner import plan
@@ -260,8 +261,9 @@ def test_every_change_lands_in_exactly_its_phases(sc: Scenario) -> None:
         must_let_go = oracle_clear(sc.main[path], folder, elsewhere) != sc.main[path]
         assert (path in by_phase["edit"]) == must_let_go, path
     assert set(by_phase["edit"]) <= set(sc.main)
-    # entries come phase by phase, each phase in path order
-    order = [(PHASES.index(e.phase), e.path) for e in result.entries]
+    # entries come phase by phase, each phase wave by wave, each wave in path order
+    wave = waves(result.entries)
+    order = [(PHASES.index(e.phase), wave[e.key], e.path) for e in result.entries]
     assert order == sorted(order)
     # a main file the draft leaves alone is edited only when it points at a delete
     for path in set(sc.main) - set(sc.draft):
@@ -272,7 +274,11 @@ def test_every_change_lands_in_exactly_its_phases(sc: Scenario) -> None:
     for entry in result.entries:
         for dependency in entry.depends_on:
             assert dependency in keys
-            assert PHASES.index(dependency.split(":")[0]) < PHASES.index(entry.phase)
+            phase = dependency.split(":")[0]
+            if entry.phase == "create" and phase == "create":
+                assert wave[dependency] < wave[entry.key]  # an earlier wave
+            else:
+                assert PHASES.index(phase) < PHASES.index(entry.phase)
 
 
 @settings(max_examples=150, deadline=None)
@@ -283,7 +289,9 @@ def test_no_create_or_edit_sends_a_pointer_to_a_record_without_an_id(sc: Scenari
         return
     # Deletes come after edits and creates: until then deleted records still have
     # ids. Pointers into deletes are the model service's check (per delete call).
+    # A create's wave goes out after the waves before it: their records have ids.
     with_ids = set(sc.main)
+    wave = waves(result.entries)
 
     def refs(value: Json) -> list[str]:
         if isinstance(value, str):
@@ -294,9 +302,20 @@ def test_no_create_or_edit_sends_a_pointer_to_a_record_without_an_id(sc: Scenari
             return [r for v in value.values() for r in refs(v)]
         return []
 
+    created_before: dict[int, set[str]] = {}
     for entry in result.entries:
-        if entry.phase in ("create", "edit"):
+        if entry.phase == "create":
+            created_before.setdefault(wave[entry.key] + 1, set()).add(entry.path)
+    for entry in result.entries:
+        if entry.phase == "edit":
             assert set(refs(entry.operation["fields"])) <= with_ids, entry
+        if entry.phase == "create":
+            earlier = set().union(
+                *(paths for w, paths in created_before.items() if w <= wave[entry.key])
+            )
+            targets = set(refs(entry.operation["fields"]))
+            assert targets <= with_ids | earlier, entry
+            assert {f"create:{t}" for t in targets & sc.added} == set(entry.depends_on)
         if entry.phase == "backfill":
             targets = set(refs(entry.operation["fields"]))
             assert targets & sc.added, "a backfill that restores no pointer to a new record"
@@ -318,7 +337,7 @@ def test_backfill_restores_exactly_the_stripped_fields(sc: Scenario) -> None:
         assert content is not None
         original = oracle_clear(content, folder, sc)
         assert backfill.operation["fields"] == {
-            k: original[k] for k in backfill.operation["fields"]
+            k: original.get(k) for k in backfill.operation["fields"]
         }
         if path in stripped:
             assert tuple(sorted(backfill.operation["fields"])) == stripped[path].deferred_fields
@@ -331,6 +350,62 @@ def test_backfill_restores_exactly_the_stripped_fields(sc: Scenario) -> None:
             assert f"create:{path}" in backfill.depends_on
         else:
             assert backfill.operation["record_id"] == sc.ids[path]
+
+
+@settings(max_examples=150, deadline=None)
+@given(scenarios())
+def test_only_cycles_split_an_entry_in_two(sc: Scenario) -> None:
+    """A field waits for the backfill only when sending it earlier is impossible.
+
+    A create defers a field only if that field closes a cycle among the
+    creates as sent; an edit defers fields only when a delete needs it first.
+    """
+    result = try_plan(sc)
+    if result is None:
+        return
+    creates = {e.path: e for e in result.entries if e.phase == "create"}
+    needed_first = {d for e in result.entries if e.phase == "delete" for d in e.depends_on}
+    kept: dict[str, set[str]] = {
+        path: {d.split(":", 1)[1] for d in e.depends_on} for path, e in creates.items()
+    }
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, stack = {start}, [start]
+        while stack:
+            node = stack.pop()
+            if node == goal:
+                return True
+            for nxt in kept.get(node, ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        return False
+
+    for entry in result.entries:
+        if not entry.deferred_fields:
+            continue
+        if entry.phase == "edit":
+            assert entry.key in needed_first, f"{entry.key} could have been one backfill"
+            continue
+        assert entry.phase == "create"
+        content = sc.draft[entry.path]
+        assert content is not None
+        for name in entry.deferred_fields:
+            targets = {t for t in _refs(content[name]) if t in creates}
+            assert targets, f"{entry.key} defers {name}, which points at no new record"
+            assert any(reaches(t, entry.path) for t in targets), (
+                f"{entry.key} defers {name}, which closes no cycle"
+            )
+
+
+def _refs(value: Json) -> list[str]:
+    if isinstance(value, str):
+        return [value[2:]] if value.startswith("@/") else []
+    if isinstance(value, list):
+        return [r for v in value for r in _refs(v)]
+    if isinstance(value, dict):
+        return [r for v in value.values() for r in _refs(v)]
+    return []
 
 
 @settings(max_examples=100, deadline=None)
