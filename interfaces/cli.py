@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from interfaces.client import Client, ClientError, emit, follow
+from interfaces.client import Client, ClientError, emit, follow, show_plan
 
 if TYPE_CHECKING:
     from infrastructure.postgres.tokens import TokenRow
@@ -250,7 +250,10 @@ def cmd_client(args: argparse.Namespace) -> int:
             emit(result, args.json, console)
             status = follow(client, result["pipeline_id"], args.json, console)
             return 0 if status["state"] == "completed" else 1
-        emit(result, args.json, console)
+        if args.command == "plan" and not args.json and isinstance(result, dict):
+            show_plan(result, console)
+        else:
+            emit(result, args.json, console)
         return 0
     except ClientError as exc:
         emit(exc.body, args.json, console) if args.json else console.print(f"[red]{exc}")

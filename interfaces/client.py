@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.table import Table
 
 from domain.json_types import JsonObject, JsonValue
 
@@ -68,6 +69,26 @@ class Client:
             for line in response.iter_lines():
                 if line.strip():
                     yield json.loads(line)
+
+
+def show_plan(plan: JsonObject, console: Console) -> None:
+    """A plan as a person reads it: each phase's entries and the requests it will make."""
+    table = Table(title=f"plan {plan.get('pipeline_id')}", title_justify="left")
+    table.add_column("phase")
+    table.add_column("entries", justify="right")
+    table.add_column("calls", justify="right")
+    phases = plan.get("phases")
+    for phase in phases if isinstance(phases, list) else []:
+        if isinstance(phase, dict):
+            table.add_row(
+                str(phase.get("phase")), str(phase.get("entries")), str(phase.get("calls"))
+            )
+    table.add_section()
+    entries = plan.get("entries")
+    count = len(entries) if isinstance(entries, list) else 0
+    table.add_row("total", str(count), str(plan.get("estimated_calls")))
+    console.print(table)
+    console.print(f"run it with: publishd run {plan.get('pipeline_id')}")
 
 
 def emit(data: JsonValue, as_json: bool, console: Console) -> None:
