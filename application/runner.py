@@ -87,6 +87,7 @@ class PipelineRun:
         self.schemas: dict[str, FolderSchema] = self.workspace.folder_schemas()
         self.record_ids = RecordIds(self.pipeline.created_record_ids())
         self.fatal: str | None = None
+        self._planned_changes: dict[str, JsonObject | None] | None = None
 
     # --- saving -------------------------------------------------------------
     def _reload(self) -> None:
@@ -118,13 +119,18 @@ class PipelineRun:
         raise RunStopped(f"could not record the run of {self.pipeline_id}: too many conflicts")
 
     def _planned(self) -> dict[str, JsonObject | None]:
-        """The draft's changes as the plan saw them (the draft at the plan's draft version)."""
-        if self.pipeline.draft_version == 0:
-            return {}
-        planned = self.app.draft(
-            self.pipeline.workspace_id, self.pipeline.user, self.pipeline.draft_version
-        )
-        return {} if planned is None else planned.changes
+        """The draft's changes as the plan saw them (the draft at the plan's draft version).
+
+        A fixed version never changes, so it is read once per run.
+        """
+        if self._planned_changes is None:
+            planned = None
+            if self.pipeline.draft_version:
+                planned = self.app.draft(
+                    self.pipeline.workspace_id, self.pipeline.user, self.pipeline.draft_version
+                )
+            self._planned_changes = {} if planned is None else planned.changes
+        return self._planned_changes
 
     def _renew_if_due(self) -> None:
         now = self.clock()
@@ -282,8 +288,7 @@ class PipelineRun:
         for key, reason in round_.skips:
             pipeline.skip_entry(self.worker, key, reason)
         for call in round_.intents:
-            for key in call.keys:
-                pipeline.dispatch(self.worker, key, call.idempotency_key)
+            pipeline.dispatch_call(self.worker, call)
 
 
 __all__ = ["PipelineRun", "RunStopped"]

@@ -6,18 +6,25 @@ serve``) so it does not share the GIL with publishd; the worker
 (``Worker.run_one``) and the projections run in this process, as in
 ``publishd serve``.
 
+The run sends creates in bulk (``connector.batch_limits.create`` records per
+request, 100 for the sandbox), so every baseline sends the same bulk requests:
+a ceiling of single creates would compare a hundred requests with one.
+
 Two runs, each timed from ``request_run`` to the terminal state:
 
 1. ``--entries`` creates at 0 ms latency. The ceiling is the same requests
-   (same folder, same fields, new idempotency keys) sent straight to the
-   sandbox through the same client (the workspace's connector) at the same
-   concurrency, in the same run: ``ratio`` is what the run engine keeps of it.
+   (same folder, same fields, the same batches through ``create_many``, new
+   idempotency keys) sent straight to the sandbox through the same client
+   (the workspace's connector) at the same concurrency, in the same run:
+   ``ratio`` is what the run engine keeps of it, in entries/s.
 2. ``--latency-entries`` creates with ``--latency-ms`` injected by the sandbox.
-   The ideal is ``concurrency / latency`` entries/s, or the sandbox's own
-   ceiling at that latency (a raw asyncio client, measured here) if lower.
+   The ideal is ``concurrency * batch / latency`` entries/s, or the sandbox's
+   own ceiling at that latency (a raw asyncio client sending the same bulk
+   requests, measured here) if lower.
 
-A raw asyncio client's rate at 0 ms is printed too: it is the sandbox's own
-ceiling, so ``connector / raw`` shows what the HTTP client costs.
+A raw asyncio client's rate at 0 ms (bulk requests, counted in creates) is
+printed too: it is the sandbox's own ceiling, so ``connector / raw`` shows what
+the HTTP client costs.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import subprocess
 import sys
 import threading
@@ -37,6 +45,7 @@ import httpx
 
 from bench.common import database_from_env, print_result, temporary_schema
 from bench.sandbox import drive, free_port, http_request
+from domain.connector_config import BATCH_LIMITS
 from domain.draft import Draft
 from infrastructure.settings import Settings
 from interfaces.bootstrap import Runtime
@@ -48,14 +57,18 @@ DRAFT_SAVE = 500
 
 
 @contextlib.contextmanager
-def sandbox_process(*, quiet: bool = False) -> Iterator[str]:
+def sandbox_process(*, quiet: bool = False, rate_limit: str | None = None) -> Iterator[str]:
     """``publishd sandbox serve`` on a free port, until the block ends.
 
     ``quiet`` drops its stderr: crash trials make it log every request whose
-    client was killed mid-call.
+    client was killed mid-call. ``rate_limit`` (``"60/min"``, ``"5/s"``) limits
+    every request from the first, setup included; a bench that must seed the
+    sandbox first turns the limit on afterwards (``PUT /_admin/faults``).
     """
     port = free_port()
     command = [sys.executable, "-m", "interfaces.cli", "sandbox", "serve", "--port", str(port)]
+    if rate_limit is not None:
+        command += ["--rate-limit", rate_limit]
     process = subprocess.Popen(command, stderr=subprocess.DEVNULL if quiet else None)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -112,21 +125,29 @@ def publish(runtime: Runtime, user: str) -> tuple[float, dict[str, Any]]:
     return elapsed, {"entries": entries, "projected_s": projected}
 
 
-def connector_ceiling(runtime: Runtime, first: int, count: int) -> float:
-    """The run's requests, straight through the workspace's connector: calls/s."""
+def connector_ceiling(runtime: Runtime, first: int, count: int, concurrency: int) -> float:
+    """The run's requests, straight through the workspace's connector: entries/s.
+
+    Bulk requests of ``batch_limits.create`` books through ``create_many``, at
+    most ``concurrency`` in flight, as the run engine sends them (it cuts the
+    batches in path order, this in number order: the same sizes and fields).
+    """
     workspace = runtime.app.workspace(WORKSPACE)
     tag = uuid.uuid4().hex
 
     async def run() -> float:
         connector = runtime.connector_for(workspace)
+        size = connector.batch_limits.create
+        slots = asyncio.Semaphore(concurrency)
+
+        async def batch(start: int) -> None:
+            items = [book(n) for n in range(start, min(first + count, start + size))]
+            async with slots:
+                await connector.create_many(FOLDER, items, f"ceiling-{tag}-{start}")
+
         try:
             started = time.perf_counter()
-            await asyncio.gather(
-                *(
-                    connector.create(FOLDER, book(n), f"ceiling-{tag}-{n}")
-                    for n in range(first, first + count)
-                )
-            )
+            await asyncio.gather(*(batch(s) for s in range(first, first + count, size)))
             return count / (time.perf_counter() - started)
         finally:
             await runtime.aclose_connectors()
@@ -134,11 +155,12 @@ def connector_ceiling(runtime: Runtime, first: int, count: int) -> float:
     return asyncio.run(run())
 
 
-def raw_ceiling(url: str, seconds: float, concurrency: int) -> float:
-    request = http_request(
-        "POST", f"/collections/{FOLDER}/items", b'{"fieldData": {"title": "raw"}}'
-    )
-    return asyncio.run(drive(url, request, seconds, concurrency))
+def raw_ceiling(url: str, seconds: float, concurrency: int, batch: int) -> float:
+    """The sandbox's own ceiling for bulk creates of ``batch`` books: creates/s."""
+    items = [{"fieldData": {"title": "raw", "n": n}} for n in range(batch)]
+    body = json.dumps({"items": items}).encode()
+    request = http_request("POST", f"/collections/{FOLDER}/items", body)
+    return batch * asyncio.run(drive(url, request, seconds, concurrency))
 
 
 def main() -> None:
@@ -167,21 +189,22 @@ def main() -> None:
             runtime.app.create_workspace(WORKSPACE, {"type": "sandbox", "base_url": url})
             runtime.app.register_schema(WORKSPACE, FOLDER, {"fields": []})
 
-            raw = raw_ceiling(url, 2.0, args.concurrency)
+            batch = BATCH_LIMITS["sandbox"].create
+            raw = raw_ceiling(url, 2.0, args.concurrency, batch)
             write_draft(runtime, "fast", 0, args.entries)
             elapsed, fast = publish(runtime, "fast")
-            ceiling = connector_ceiling(runtime, 0, fast["entries"])
+            ceiling = connector_ceiling(runtime, 0, fast["entries"], args.concurrency)
             rate = fast["entries"] / elapsed
 
             latency_s = args.latency_ms / 1000
             admin.put("/_admin/faults", json={"latency_ms": args.latency_ms}).raise_for_status()
-            raw_latency = raw_ceiling(url, 3.0, args.concurrency)
+            raw_latency = raw_ceiling(url, 3.0, args.concurrency, batch)
             first = args.entries
             write_draft(runtime, "slow", first, args.latency_entries)
             slow_elapsed, slow = publish(runtime, "slow")
             slow_rate = slow["entries"] / slow_elapsed
-            connector_latency = connector_ceiling(runtime, first, slow["entries"])
-            ideal = min(args.concurrency / latency_s, raw_latency)
+            connector_latency = connector_ceiling(runtime, first, slow["entries"], args.concurrency)
+            ideal = min(args.concurrency * batch / latency_s, raw_latency)
             stats = admin.get("/_admin/stats").json()
         finally:
             admin.close()
@@ -191,16 +214,16 @@ def main() -> None:
 
     ms = f"{args.latency_ms:.0f} ms"
     lines = [
-        ("sandbox, raw asyncio client, 0 ms", f"{raw:8.0f} creates/s"),
-        ("connector ceiling, 0 ms", f"{ceiling:8.0f} calls/s  ({ceiling / raw:.2f} of raw)"),
+        ("sandbox, raw asyncio client (bulk), 0 ms", f"{raw:8.0f} creates/s"),
+        ("connector ceiling, 0 ms", f"{ceiling:8.0f} entries/s  ({ceiling / raw:.2f} of raw)"),
         (
             "pipeline, 0 ms",
             f"{rate:8.0f} entries/s  ratio {rate / ceiling:.2f}"
             f"  ({fast['entries']} entries in {elapsed:.2f} s,"
             f" projected after {fast['projected_s']:.2f} s)",
         ),
-        (f"sandbox, raw asyncio client, {ms}", f"{raw_latency:8.0f} creates/s"),
-        (f"connector ceiling, {ms}", f"{connector_latency:8.0f} calls/s"),
+        (f"sandbox, raw asyncio client (bulk), {ms}", f"{raw_latency:8.0f} creates/s"),
+        (f"connector ceiling, {ms}", f"{connector_latency:8.0f} entries/s"),
         (
             f"pipeline, {ms}",
             f"{slow_rate:8.0f} entries/s  ratio {slow_rate / ideal:.2f}"
@@ -208,8 +231,11 @@ def main() -> None:
         ),
     ]
     for label, figure in lines:
-        print(f"{label:<40}{figure}")
-    print(f"sandbox stats: {stats.get('creates')} creates, {stats.get('duplicates', 0)} replays")
+        print(f"{label:<44}{figure}")
+    print(
+        f"sandbox stats: {stats.get('creates')} creates in {stats.get('bulk_creates', 0)}"
+        f" bulk requests of up to {batch}, {stats.get('duplicates', 0)} replays"
+    )
     print_result(
         entries=fast["entries"],
         entries_per_s=round(rate, 1),

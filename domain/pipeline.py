@@ -269,11 +269,30 @@ class PublishPipeline(Aggregate):
         if entry.status != EntryStatus.DISPATCHED:
             self._entry_dispatched(entry.path, entry.phase, idempotency_key)
 
+    def dispatch_call(self, worker: str, call: Call) -> None:
+        """Record the intent to send a call (a batch of entries), before it goes out.
+
+        One event per call, not per entry: a batch of 100 records is one
+        request, and its intent is one row to write and replay.
+        """
+        self._require_worker(worker)
+        entries = [self._open_entry(key) for key in call.keys]
+        paths = [e.path for e in entries if e.status != EntryStatus.DISPATCHED]
+        if paths:
+            self._call_dispatched(entries[0].phase, paths, call.idempotency_key)
+
     @event("EntryDispatched")
     def _entry_dispatched(self, path: str, phase: str, idempotency_key: str) -> None:
         entry = self.entries[entry_key(phase, path)]
         entry.status = EntryStatus.DISPATCHED
         entry.idempotency_key = idempotency_key
+
+    @event("CallDispatched")
+    def _call_dispatched(self, phase: str, paths: list[str], idempotency_key: str) -> None:
+        for path in paths:
+            entry = self.entries[entry_key(phase, path)]
+            entry.status = EntryStatus.DISPATCHED
+            entry.idempotency_key = idempotency_key
 
     def publish_entry(
         self,

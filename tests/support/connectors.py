@@ -59,11 +59,11 @@ class CheckingConnector(Connector):
         self.on_call: Callable[[str], None] = lambda idempotency_key: None
 
     def _intent_stored(self, idempotency_key: str) -> bool:
-        """An ``EntryDispatched`` with this key is in the pipeline's stored events."""
+        """An intent (``CallDispatched``) with this key is in the pipeline's stored events."""
         if self.pipeline_id is None:
             return False
         return any(
-            stored.topic.endswith(".EntryDispatched")
+            stored.topic.endswith((".EntryDispatched", ".CallDispatched"))
             and json.loads(stored.state)["idempotency_key"] == idempotency_key
             for stored in self.app.recorder.select_events(uuid.UUID(self.pipeline_id))
         )

@@ -340,6 +340,23 @@ def test_a_call_is_blocked_by_a_dependency_that_failed_or_was_skipped() -> None:
     assert pipeline.blocked_by(edit) == ([], edit)
 
 
+def test_a_calls_intent_is_one_event_and_replays_into_every_entry_of_it() -> None:
+    pipeline = running()
+    pipeline.start_phase(W, Phase.EDIT)
+    [[edit]] = pipeline.open_calls(Phase.EDIT, LIMITS)
+    pipeline.dispatch_call(W, edit)
+    pipeline.dispatch_call(W, edit)  # already dispatched: nothing more to record
+    events = pipeline.collect_events()
+    names = [type(e).__name__ for e in events]
+    assert names[-1] == "CallDispatched" and names.count("CallDispatched") == 1
+    replayed = None
+    for event in events:
+        replayed = event.mutate(replayed)
+    assert isinstance(replayed, PublishPipeline)
+    entry = replayed.entries[edit.keys[0]]
+    assert (entry.status, entry.idempotency_key) == ("dispatched", edit.idempotency_key)
+
+
 def test_deletes_share_a_call_per_page_and_dispatched_calls_keep_their_key() -> None:
     deletes = [
         PlanEntry(
