@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote
@@ -251,18 +252,20 @@ class SandboxConnector(Connector):
     ) -> _Attempt:
         if self._http is None:
             raise FatalConnectorError(self._unusable or "the sandbox connector cannot be used")
-        if self._limiter is not None:
-            await self._limiter.acquire()
         try:
-            response = await self._http.request(
-                method, path, json=body, headers=headers, params=params
-            )
+            async with self._paced():
+                response = await self._http.request(
+                    method, path, json=body, headers=headers, params=params
+                )
         except TransportError as exc:
             return _Attempt(None, exc)
         except InvalidAddress as exc:
             raise FatalConnectorError(f"the sandbox connector cannot be used: {exc}") from exc
         self._learn(response)
         return _Attempt(response, None)
+
+    def _paced(self) -> AbstractAsyncContextManager[None]:
+        return self._limiter.request() if self._limiter is not None else nullcontext()
 
     def _learn(self, response: Response) -> None:
         """What the answer says about the quota, told to the shared limiter."""

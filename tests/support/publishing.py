@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from application.queries import Queries
+from domain.draft import Draft
 from domain.pipeline import PublishPipeline
 from infrastructure.postgres.database import Database
 from infrastructure.sandbox.app import create_app
@@ -63,6 +64,22 @@ class Harness:
 
     def items(self, collection: str) -> list[dict[str, Any]]:
         return list(self.sandbox("GET", f"/collections/{collection}/items?limit=100")["items"])
+
+    def all_items(self, collection: str) -> list[dict[str, Any]]:
+        """Every item of ``collection``, page by page (``items`` stops at the first 100)."""
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self.sandbox(
+                "GET", f"/collections/{collection}/items?limit=100&offset={len(found)}"
+            )
+            found.extend(page["items"])
+            if not page["items"] or len(found) >= int(page["total"]):
+                return found
+
+    def stats(self) -> dict[str, Any]:
+        """The sandbox's counters (``GET /_admin/stats``); a counter never hit is absent."""
+        stats: dict[str, Any] = self.sandbox("GET", "/_admin/stats")
+        return stats
 
     def item_by(self, collection: str, field: str, value: Any) -> dict[str, Any]:
         found = [i for i in self.items(collection) if i["fieldData"].get(field) == value]
@@ -119,6 +136,26 @@ class Harness:
     def write(self, path: str, content: dict[str, Any], user: str = "alice") -> None:
         self.app.write_draft_file(self.workspace, user, path, content)
 
+    def write_many(self, files: Mapping[str, dict[str, Any]], user: str = "alice") -> None:
+        """Write many draft files in one save: the events of ``write`` for each, one transaction.
+
+        A command per file costs a round trip each; tests of runs over hundreds
+        of records would spend most of their time writing the draft.
+        """
+        workspace = self.app.workspace(self.workspace)
+        checked = {workspace.check_path(path): content for path, content in files.items()}
+
+        def command() -> int:
+            draft = self.app.draft(self.workspace, user) or Draft(
+                workspace_id=self.workspace, user=user
+            )
+            for path, content in checked.items():
+                draft.write_file(path, content)
+            position: int = self.app.save_all(draft)
+            return position
+
+        self.app.retrying(command)
+
     def delete(self, path: str, user: str = "alice") -> None:
         self.app.delete_draft_file(self.workspace, user, path)
 
@@ -136,6 +173,21 @@ class Harness:
         async def go() -> None:
             try:
                 await self.runtime.worker(**worker).run_one(pipeline_id)
+            finally:
+                await self.runtime.aclose_connectors()
+
+        asyncio.run(go())
+        pipeline: PublishPipeline = self.app.pipeline(pipeline_id)
+        return pipeline
+
+    def run_with_concurrency(self, pipeline_id: str, concurrency: int) -> PublishPipeline:
+        """``run`` with at most ``concurrency`` calls in flight (1: calls strictly in turn)."""
+
+        async def go() -> None:
+            worker = self.runtime.worker()
+            worker.concurrency = concurrency
+            try:
+                await worker.run_one(pipeline_id)
             finally:
                 await self.runtime.aclose_connectors()
 

@@ -29,8 +29,8 @@ def send(clock: Clock, limit: RateLimiter, count: int) -> list[float]:
     async def go() -> list[float]:
         times = []
         for _ in range(count):
-            await limit.acquire()
-            times.append(clock.now)
+            async with limit.request():
+                times.append(clock.now)
         return times
 
     return asyncio.run(go())
@@ -66,6 +66,24 @@ def test_a_lower_remaining_quota_counts_other_clients_requests() -> None:
     send(clock, limit, 2)
     limit.observe_remaining(0)  # someone else spent the other eight
     assert send(clock, limit, 1) == [pytest.approx(1.0 + ARRIVAL_MARGIN)]
+
+
+def test_a_request_waits_a_window_after_the_answer_of_the_one_a_limit_before_it() -> None:
+    """The service counts arrivals: a slow answer moves the next window along with it."""
+    clock = Clock()
+    limit = limiter(clock, 2, 1.0)
+
+    async def go() -> list[float]:
+        first = await limit.acquire()
+        second = await limit.acquire()
+        clock.now = 0.4  # the first request's answer takes 0.4 s
+        limit.answered(first)
+        limit.answered(second)
+        third = await limit.acquire()
+        limit.answered(third)
+        return [clock.now]
+
+    assert asyncio.run(go()) == [pytest.approx(0.4 + 1.0 + ARRIVAL_MARGIN)]
 
 
 def test_limiters_are_shared_per_credentials_and_rate() -> None:
