@@ -130,6 +130,9 @@ async def send(
             items.append(_prepare(entries[key], record_ids, main, connector.version_field))
         except DomainError as exc:
             outcomes.append(Outcome(key, error=ConnectorError(exc.message)))
+    if call.kind == "create" and call.resent and not connector.creates_idempotently:
+        items, found = await _already_created(connector, call, items)
+        outcomes.extend(found)
     sender = _Batches(connector, call)
     batched = [item for item in items if not sender.reads_first(item)]
     for item in items:
@@ -140,6 +143,20 @@ async def send(
     if batched:
         outcomes.extend(await sender.send(batched))
     return outcomes
+
+
+async def _already_created(
+    connector: Connector, call: Call, items: list[_Item]
+) -> tuple[list[_Item], list[Outcome]]:
+    """Reconcile a re-sent create on a service without idempotency keys: what exists is
+    published as it is, only the rest is sent again."""
+    try:
+        records = await connector.find_created(call.folder, [item.fields for item in items])
+    except ConnectorError as exc:
+        return [], [Outcome(item.key, error=exc) for item in items]
+    found = [Outcome(i.key, record=r) for i, r in zip(items, records, strict=True) if r]
+    left = [i for i, r in zip(items, records, strict=True) if r is None]
+    return left, found
 
 
 def _prepare(

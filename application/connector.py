@@ -15,7 +15,7 @@ again (``application.calls``).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from domain.calls import BatchLimits
@@ -104,6 +104,9 @@ class Connector(ABC):
     batch_limits: BatchLimits = BatchLimits()
     """The most items per create / update / delete request (one record per write by default)."""
     list_page_size: int = 100
+    creates_idempotently: bool = True
+    """The service honours idempotency keys (or makes creates idempotent itself). False:
+    a create call re-sent after a crash first asks ``find_created`` what it made."""
     version_field: str | None = "lastUpdated"
     """The server-computed field that versions a record, sent as ``if_match`` on a
     conditional update; None where the service has no conditional writes (the run
@@ -157,6 +160,22 @@ class Connector(ABC):
         if len(items) == 1:
             return [await one(items[0], idempotency_key)]
         return [await _outcome(one(item, f"{idempotency_key}:{i}")) for i, item in enumerate(items)]
+
+    async def find_created(self, folder: str, items: Sequence[JsonObject]) -> list[Record | None]:
+        """The record each item of an earlier, unanswered create already made, or None.
+
+        Asked only for a create call that may have gone out before (its intent
+        was recorded by a run that died), and only where ``creates_idempotently``
+        is False: the service itself would create it twice.
+        """
+        return [None] * len(items)
+
+    async def finish_run(self, changed: Mapping[str, Sequence[str]]) -> None:  # noqa: B027
+        """After a pipeline's last phase: folder -> ids of the records it created or updated.
+
+        A service with staged writes publishes them here. Called again when a
+        resumed run finishes, so it must be safe to repeat.
+        """
 
     @abstractmethod
     async def delete_many(

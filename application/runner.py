@@ -30,7 +30,7 @@ from eventsourcing.persistence import IntegrityError
 
 from application.app import PublishdApplication
 from application.calls import Outcome, RecordIds, judge, send
-from application.connector import Connector
+from application.connector import Connector, ConnectorError
 from domain.calls import Call
 from domain.errors import LeaseLost
 from domain.json_types import JsonObject
@@ -155,6 +155,8 @@ class PipelineRun:
                 if self.pipeline.cancel_requested or self.fatal:
                     break
                 await self._save_async(partial(self._complete_phase, phase))
+            if not (self.pipeline.cancel_requested or self.fatal):
+                await self._finish_with_service(connector)
             await self._finish()
         except RunStopped as exc:
             log.warning("run of %s stopped: %s", self.pipeline_id, exc)
@@ -184,6 +186,18 @@ class PipelineRun:
             return {}
         self.app.catch_up()
         return self.app.views.main_contents(self.pipeline.workspace_id, paths)
+
+    async def _finish_with_service(self, connector: Connector) -> None:
+        """Tell the service what the run changed (a service with staged writes publishes it)."""
+        changed: dict[str, list[str]] = {}
+        for entry in self.pipeline.entries.values():
+            op = entry.operation
+            if entry.status == "published" and op["type"] != "delete" and entry.record_id:
+                changed.setdefault(op["folder"], []).append(entry.record_id)
+        try:
+            await connector.finish_run({f: sorted(set(ids)) for f, ids in changed.items()})
+        except ConnectorError as exc:
+            self.fatal = f"the service did not take the run's changes live: {exc.message}"
 
     def _start_phase(self, phase: Phase) -> None:
         self.pipeline.start_phase(self.worker, phase)

@@ -56,6 +56,8 @@ class Call:
     kind: str
     """``create``, ``update`` or ``delete`` (the operations' ``type``)."""
     folder: str
+    resent: bool = False
+    """Its intent was recorded before this grouping: it may have reached the service."""
 
 
 class _Planned(Protocol):
@@ -126,7 +128,9 @@ def blocked_by(
         return [(key, dict(blocked).get(key, reason)) for key in call.keys], None
     skipped = {key for key, _ in blocked}
     left = [key for key in call.keys if key not in skipped]
-    return blocked, Call(left, call.idempotency_key, call.kind, call.folder) if left else None
+    if not left:
+        return blocked, None
+    return blocked, Call(left, call.idempotency_key, call.kind, call.folder, call.resent)
 
 
 def entry_blocked_by(entry: PipelineEntry, entries: Mapping[EntryKey, PipelineEntry]) -> str | None:
@@ -193,7 +197,7 @@ def _batches(
         if entry.status == EntryStatus.DISPATCHED:
             key = entry.idempotency_key
             assert key is not None
-            resend.setdefault(key, Call([], key, kind, folder)).keys.append(entry.key)
+            resend.setdefault(key, Call([], key, kind, folder, resent=True)).keys.append(entry.key)
             continue
         group = (kind, folder, _page(op))
         batch = open_batches.get(group)

@@ -8,7 +8,7 @@ pipeline waits for, retries and backoff included.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import TypeVar
 
 from prometheus_client import Histogram
@@ -36,6 +36,7 @@ class TimedConnector(Connector):
         self.batch_limits = inner.batch_limits
         self.list_page_size = inner.list_page_size
         self.version_field = inner.version_field
+        self.creates_idempotently = inner.creates_idempotently
 
     async def _timed(self, operation: str, call: Awaitable[T]) -> T:
         started = time.perf_counter()
@@ -76,6 +77,12 @@ class TimedConnector(Connector):
         return await self._timed(
             "update_many", self.inner.update_many(folder, items, idempotency_key)
         )
+
+    async def find_created(self, folder: str, items: Sequence[JsonObject]) -> list[Record | None]:
+        return await self._timed("find_created", self.inner.find_created(folder, items))
+
+    async def finish_run(self, changed: Mapping[str, Sequence[str]]) -> None:
+        await self._timed("finish_run", self.inner.finish_run(changed))
 
     async def delete_many(
         self, folder: str, record_ids: Sequence[str], idempotency_key: str

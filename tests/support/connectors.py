@@ -20,7 +20,7 @@ import asyncio
 import itertools
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -57,6 +57,8 @@ class CheckingConnector(Connector):
         self.refuse: Callable[[str, dict[str, Any]], str | None] = lambda folder, fields: None
         """The message of a rejection for a record's fields, or None to accept them."""
         self.on_call: Callable[[str], None] = lambda idempotency_key: None
+        self.finished: list[dict[str, list[str]]] = []
+        """What each finished run told the service it changed (``finish_run``)."""
 
     def _intent_stored(self, idempotency_key: str) -> bool:
         """An intent (``CallDispatched``) with this key is in the pipeline's stored events."""
@@ -127,6 +129,9 @@ class CheckingConnector(Connector):
         async with self._call(idempotency_key):
             for record_id in record_ids:
                 self.records.get(folder, {}).pop(record_id, None)
+
+    async def finish_run(self, changed: Mapping[str, Sequence[str]]) -> None:
+        self.finished.append({folder: list(ids) for folder, ids in changed.items()})
 
     async def list_page(self, folder: str, offset: int, limit: int) -> RecordPage:
         records = list(self.records.get(folder, {}).values())

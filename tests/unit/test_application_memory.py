@@ -95,6 +95,10 @@ def test_plan_then_run_publishes_all_four_phases(library: Library) -> None:
         "author": tolstoy,
     }
     assert "b2" not in library.connector.records["books"]
+    # the service heard once, at the end, which records the run created or updated
+    assert library.connector.finished == [
+        {"authors": [tolstoy], "books": sorted(["b1", books["war.json"]["id"]])}
+    ]
     assert library.app.views.draft_files(WORKSPACE, USER) == {}  # rebased onto main
     assert library.app.workspace(WORKSPACE).publishing is None
 

@@ -43,7 +43,7 @@ class BulkService(Connector):
         self, folder: str, items: Sequence[Any], idempotency_key: str
     ) -> list[ItemOutcome]:
         self.requests.append((idempotency_key, len(items)))
-        if idempotency_key in self.applied:
+        if self.creates_idempotently and idempotency_key in self.applied:
             return list(self.applied[idempotency_key])
         for index, fields in enumerate(items):
             if fields.get("title", "").startswith("bad"):
@@ -173,3 +173,35 @@ def test_an_item_changed_upstream_is_checked_alone_and_the_batch_goes_on() -> No
     assert all(o.error is None for o in outcomes)  # body changed upstream, title did not
     assert {r.field_data["title"] for r in service.records.values()} == {"T"}
     assert service.records["r2"].field_data["body"] == "theirs"
+
+
+class NoKeysService(BulkService):
+    """A service without idempotency keys (Webflow): a resent create must look first."""
+
+    creates_idempotently = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.looked_up: list[int] = []
+
+    async def find_created(self, folder: str, items: Sequence[Any]) -> list[Record | None]:
+        self.looked_up.append(len(items))
+        by_title = {r.field_data["title"]: r for r in self.records.values()}
+        return [by_title.get(fields["title"]) for fields in items]
+
+
+def test_a_resent_create_on_a_service_without_keys_sends_only_what_does_not_exist() -> None:
+    service = NoKeysService()
+    entries = creates([f"t{n}" for n in range(10)])
+    [[call]] = group_calls("p", 0, Phase.CREATE, entries.values(), service.batch_limits)
+    first = asyncio.run(send(service, call, entries, RecordIds({})))  # answered: not a resend
+    assert service.looked_up == [] and len(service.records) == 10
+    for n in range(5, 10):  # the second half was never applied, as if its answer was lost
+        del service.records[first[n].record.id]
+    call.resent = True
+    again = asyncio.run(send(service, call, entries, RecordIds({})))
+
+    assert service.looked_up == [10]
+    assert len(service.records) == 10  # five found, five created: none twice
+    assert {o.record.id for o in again[:5]} == {o.record.id for o in first[:5]}
+    assert [size for _, size in service.requests] == [10, 5]
