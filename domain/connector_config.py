@@ -21,8 +21,24 @@ RATE_KEYS = {"requests_per_second": 1.0, "requests_per_minute": 60.0}
 """The keys that set a connector's request rate, and the window (seconds) each counts over."""
 SUPPORTED_TYPES: dict[str, frozenset[str]] = {
     "sandbox": frozenset({"type", "base_url", *RATE_KEYS}),
+    "webflow": frozenset(
+        {"type", "base_url", "site_id", "token", "collections", "live", "requests_per_minute"}
+    ),
+    "airtable": frozenset(
+        {"type", "base_url", "base_id", "token", "tables", "merge_on", "requests_per_second"}
+    ),
 }
 """The keys each connector type takes (API.md §12)."""
+REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
+    "sandbox": ("base_url",),
+    "webflow": ("base_url", "site_id", "token", "collections"),
+    "airtable": ("base_url", "base_id", "token", "tables"),
+}
+FOLDER_MAPS = {"webflow": "collections", "airtable": "tables"}
+"""The key of each type's folder -> collection (table) map."""
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+"""An environment variable's name, as a credential reference gives it."""
+_SERVICE_ID = re.compile(r"[A-Za-z0-9_.\- ]{1,128}")
 BATCH_LIMITS: dict[str, BatchLimits] = {
     "sandbox": BatchLimits(create=100, update=100, delete=100),
     "webflow": BatchLimits(create=100, update=100, delete=100),
@@ -54,11 +70,28 @@ def check_connector(config: Mapping[str, JsonValue]) -> JsonObject:
                 f"connector.{key[:64]} is not a key of a {kind} connector "
                 f"(it takes {', '.join(sorted(allowed))}; credentials are never part of it)"
             )
+    for key in REQUIRED_KEYS[kind]:
+        if key not in config:
+            raise InvalidConnector(f"a {kind} connector needs connector.{key}")
     base_url = config.get("base_url")
     if not isinstance(base_url, str):
         raise InvalidConnector("connector.base_url must be a string")
     check_base_url(base_url)
     checked: JsonObject = {"type": kind, "base_url": base_url}
+    for key in ("site_id", "base_id"):
+        if key in config:
+            checked[key] = _service_id(config[key], f"connector.{key}")
+    if "token" in config:
+        checked["token"] = {"env": _env_reference(config["token"])}
+    if kind in FOLDER_MAPS:
+        key = FOLDER_MAPS[kind]
+        checked[key] = _folder_map(config[key], f"connector.{key}")
+    if "merge_on" in config:
+        checked["merge_on"] = _folder_map(config["merge_on"], "connector.merge_on")
+    if "live" in config:
+        if not isinstance(config["live"], bool):
+            raise InvalidConnector("connector.live must be true or false")
+        checked["live"] = config["live"]
     rates = [key for key in RATE_KEYS if key in config]
     if len(rates) > 1:
         raise InvalidConnector("give the request rate once: requests_per_second or _per_minute")
@@ -70,6 +103,41 @@ def check_connector(config: Mapping[str, JsonValue]) -> JsonObject:
             raise InvalidConnector(f"connector.{key} must be above 0 and at most {MAX_RATE:.0f}")
         checked[key] = value
     return checked
+
+
+def _env_reference(value: JsonValue) -> str:
+    """``{"env": NAME}``: the name of the variable holding the secret, never the secret."""
+    if not isinstance(value, dict) or set(value) != {"env"}:
+        raise InvalidConnector(
+            'connector.token must be {"env": "VARIABLE"}: the name of an environment '
+            "variable of the publishd processes that holds the token (never the token)"
+        )
+    name = value["env"]
+    if not isinstance(name, str) or not ENV_NAME.fullmatch(name):
+        raise InvalidConnector("connector.token.env must be an environment variable's name")
+    return name
+
+
+def _service_id(value: JsonValue, what: str) -> str:
+    if not isinstance(value, str) or not _SERVICE_ID.fullmatch(value):
+        raise InvalidConnector(f"{what} must be the service's id (letters, digits, - _ .)")
+    return value
+
+
+def _folder_map(value: JsonValue, what: str) -> JsonObject:
+    if not isinstance(value, dict) or not value:
+        raise InvalidConnector(f"{what} must map each folder to the service's id for it")
+    for folder, target in value.items():
+        _service_id(target, f"{what}.{folder[:64]}")
+    return dict(value)
+
+
+def credential_variables(config: Mapping[str, JsonValue]) -> list[str]:
+    """The environment variables a config's credentials are read from."""
+    token = config.get("token")
+    if isinstance(token, dict) and isinstance(token.get("env"), str):
+        return [token["env"]]
+    return []
 
 
 def batch_limits(config: Mapping[str, JsonValue]) -> BatchLimits:

@@ -7,11 +7,13 @@ it is that concept's JSON form on the wire, not the concept itself.
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
-from domain.connector_config import MAX_URL_LENGTH, check_connector
+from domain.connector_config import MAX_URL_LENGTH, check_connector, credential_variables
+from domain.errors import InvalidConnector
 from domain.json_types import JsonObject, JsonValue
 from domain.schema import FIELD_NAME, MAX_READ_ONLY
 
@@ -28,18 +30,47 @@ WORKSPACE_ID = r"^[a-z0-9][a-z0-9-]{0,62}$"
 USER_ID = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
 
 
-class ConnectorConfig(RequestBody):
-    """API.md §1 and §12; ``webflow`` and ``airtable`` are refused until they have a connector."""
+class CredentialReference(RequestBody):
+    env: str = Field(description="The environment variable of the publishd processes holding it")
 
-    type: Literal["sandbox"]
+
+class ConnectorConfig(RequestBody):
+    """API.md §1 and §12: where the service is and how to reach it, never a secret itself.
+
+    Credentials are named by reference (``{"env": NAME}``); a variable that the
+    server's environment lacks is refused here, before anything is recorded.
+    """
+
+    type: Literal["sandbox", "webflow", "airtable"]
     base_url: str = Field(pattern=r"^https?://[!-~]+$", max_length=MAX_URL_LENGTH)
+    site_id: str | None = None
+    base_id: str | None = None
+    token: CredentialReference | None = None
+    collections: dict[str, str] | None = None
+    tables: dict[str, str] | None = None
+    merge_on: dict[str, str] | None = None
+    live: bool | None = None
+    requests_per_second: float | None = None
+    requests_per_minute: float | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _strict(cls, data: Any) -> Any:
         # The domain's own error, not pydantic's: its message names the key refused,
         # and nothing that could hold a secret is echoed or recorded.
-        return check_connector(data) if isinstance(data, dict) else data
+        if not isinstance(data, dict):
+            return data
+        checked = check_connector(data)
+        for name in credential_variables(checked):
+            if not os.environ.get(name):
+                raise InvalidConnector(
+                    f"environment variable {name} (connector.token) is not set for publishd"
+                )
+        return checked
+
+    def recorded(self) -> JsonObject:
+        """The config as it is recorded: only the keys given."""
+        return self.model_dump(mode="json", exclude_none=True)
 
 
 class CreateWorkspace(RequestBody):

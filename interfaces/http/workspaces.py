@@ -16,7 +16,7 @@ async def create_workspace(request: Request) -> Response:
     s = Services.of(request)
     await s.guard(request, "admin", None)
     body = await parse(request, m.CreateWorkspace)
-    connector = body.connector.model_dump(mode="json")
+    connector = body.connector.recorded()
     await run_in_threadpool(s.app.create_workspace, body.id, connector)
     return reply(m.WorkspaceCreated(id=body.id, connector=connector), 201)
 
@@ -26,7 +26,7 @@ async def put_connector(request: Request) -> Response:
     ws = workspace_param(request)
     await s.guard(request, "admin", ws)
     body = await parse(request, m.ConnectorConfig)
-    connector = body.model_dump(mode="json")
+    connector = body.recorded()
     await run_in_threadpool(s.app.change_connector, ws, connector)
     return reply(m.WorkspaceCreated(id=ws, connector=connector))
 

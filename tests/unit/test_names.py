@@ -153,7 +153,18 @@ def test_a_sandbox_config_with_a_reachable_address_is_kept_as_given(base_url: st
         ({"type": "sandbox", "base_url": "http://h\u200b/"}, "ASCII"),
         ({"type": "sandbox", "base_url": "http://h/" + "a" * 2048}, "longer"),
         ({"type": "sandbox", "base_url": 5}, "string"),
-        ({"type": "sandbox"}, "string"),
+        ({"type": "sandbox"}, "needs connector.base_url"),
+        ({"type": "sandbox", "base_url": SANDBOX, "requests_per_minute": "60"}, "number"),
+        ({"type": "sandbox", "base_url": SANDBOX, "requests_per_minute": 0}, "above 0"),
+        (
+            {
+                "type": "sandbox",
+                "base_url": SANDBOX,
+                "requests_per_minute": 60,
+                "requests_per_second": 1,
+            },
+            "once",
+        ),
         ({"type": "webflow", "base_url": "https://api.webflow.com/v2"}, "not supported yet"),
         ({"type": "airtable", "base_url": "https://api.airtable.com/v0"}, "not supported yet"),
         ({"type": "ftp", "base_url": SANDBOX}, "unknown"),
@@ -174,3 +185,9 @@ def test_a_connector_config_is_refused_with_the_key_named(
 def test_the_http_client_refuses_an_address_no_request_could_reach(base_url: str) -> None:
     with pytest.raises(InvalidAddress):
         HttpClient(base_url, size=1, timeout=1, headers={})
+
+
+def test_a_sandbox_connector_may_give_its_request_rate() -> None:
+    config = {"type": "sandbox", "base_url": SANDBOX, "requests_per_minute": 60}
+    assert check_connector(config) == config
+    assert m.ConnectorConfig.model_validate(config).recorded() == config
