@@ -46,8 +46,12 @@ BATCH_LIMITS: dict[str, BatchLimits] = {
 }
 """The most records each service takes per request (API.md §10, §12; CONNECTORS.md)."""
 MAX_RATE = 1_000_000.0
-LATER_TYPES = frozenset({"webflow", "airtable"})
-"""Documented in API.md §12 but without a connector yet: refused until they have one."""
+DEFAULT_RATES: dict[str, tuple[float, float]] = {
+    "webflow": (60.0, 60.0),
+    "airtable": (5.0, 1.0),
+}
+"""The documented rate of each real service when the config gives none (CONNECTORS.md):
+Webflow's lowest plan, 60 requests a minute per key; Airtable, 5 a second per base."""
 MAX_URL_LENGTH = 2048
 _URL_CHARS = re.compile(r"[!-~]+")
 """Printable ASCII, no space: what an HTTP client sends as is, with nothing to hide."""
@@ -59,8 +63,6 @@ def check_connector(config: Mapping[str, JsonValue]) -> JsonObject:
     kind = config.get("type")
     if not isinstance(kind, str):
         raise InvalidConnector("connector.type must be one of: " + ", ".join(SUPPORTED_TYPES))
-    if kind in LATER_TYPES:
-        raise InvalidConnector(f"connector type {kind!r} is not supported yet")
     allowed = SUPPORTED_TYPES.get(kind)
     if allowed is None:
         raise InvalidConnector(f"connector type {kind[:64]!r} is unknown")
@@ -152,7 +154,8 @@ def request_rate(config: Mapping[str, JsonValue]) -> tuple[float, float] | None:
         value = config.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
             return float(value), window
-    return None
+    kind = config.get("type")
+    return DEFAULT_RATES.get(kind) if isinstance(kind, str) else None
 
 
 def check_base_url(url: str) -> None:

@@ -7,6 +7,7 @@ does it when built, and ``Runtime.close`` undoes it.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,10 +23,9 @@ from application.concurrency import ConflictBudget
 from application.connector import Connector
 from application.queries import Queries
 from application.worker import Worker
-from domain.connector_config import request_rate
 from domain.workspace import Workspace
+from infrastructure.connectors.factory import build_connector
 from infrastructure.connectors.rate_limit import RateLimiters
-from infrastructure.connectors.sandbox import SandboxConnector
 from infrastructure.postgres.database import Database, resolve
 from infrastructure.postgres.feed.event_feed import EventFeed
 from infrastructure.postgres.projections.figures import OperationalFigures
@@ -100,15 +100,13 @@ class Runtime:
         key = (workspace.workspace_id, f"{sorted(config.items())}@{loop_id}")
         connector = self._connectors.get(key)
         if connector is None:
-            if config.get("type") != "sandbox":
-                raise ValueError(f"unknown connector type {config.get('type')!r}")
-            base_url = str(config["base_url"])
-            rate = request_rate(config)
-            limiter = None if rate is None else self.rate_limiters.for_credentials(base_url, *rate)
-            sandbox = SandboxConnector(
-                base_url, concurrency=self.settings.worker_concurrency, rate_limiter=limiter
+            built = build_connector(
+                config,
+                concurrency=self.settings.worker_concurrency,
+                limiters=self.rate_limiters,
+                environ=os.environ,
             )
-            connector = TimedConnector(sandbox, "sandbox")
+            connector = TimedConnector(built, str(config.get("type")))
             self._connectors[key] = connector
         return connector
 

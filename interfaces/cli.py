@@ -227,6 +227,32 @@ def _client(args: argparse.Namespace) -> Client:
     return Client(url, token)
 
 
+def cmd_connectors(args: argparse.Namespace) -> int:
+    """``connectors check WS``: the credentials tried, the mapping compared with the schemas."""
+    from interfaces.bootstrap import Runtime
+    from interfaces.connectors_check import Report, check
+
+    runtime = Runtime.build()
+    try:
+        workspace = runtime.app.workspace(args.workspace)
+
+        async def go() -> Report:
+            try:
+                return await check(workspace, runtime.connector_for(workspace))
+            finally:
+                await runtime.aclose_connectors()
+
+        report = asyncio.run(go())
+    finally:
+        runtime.close()
+    for line in report.lines:
+        print(line)
+    for problem in report.problems:
+        print(f"problem: {problem}")
+    print("ok" if not report.problems else f"{len(report.problems)} problem(s)")
+    return 0 if not report.problems else 1
+
+
 def cmd_client(args: argparse.Namespace) -> int:
     client, console = _client(args), Console(stderr=args.json)
     wait = {"wait": "true"} if getattr(args, "wait", False) else {}
@@ -308,6 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
         demo = sub.add_parser(name, help=text)
         demo.set_defaults(func=cmd_demo)
 
+    connectors = sub.add_parser("connectors", help="check a workspace's connector")
+    connectors_sub = connectors.add_subparsers(dest="connectors_command", required=True)
+    checking = connectors_sub.add_parser(
+        "check",
+        help="try the credentials, list each mapped collection's fields, name every mismatch",
+    )
+    checking.add_argument("workspace", help="the workspace whose connector to check")
+    checking.set_defaults(func=cmd_connectors)
     audit = sub.add_parser("audit", help="export events or show a pipeline at a past version")
     audit_sub = audit.add_subparsers(dest="action", required=True)
     export = audit_sub.add_parser("export", help="a workspace's events as NDJSON")

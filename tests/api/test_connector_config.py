@@ -24,8 +24,8 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
     ({"type": "sandbox", "base_url": "http://127.0.0.1:99999/"}, "connector.base_url"),
     ({"type": "sandbox", "base_url": "http://[::1/"}, "connector.base_url"),
     ({"type": "sandbox", "base_url": "http://a_b/"}, "connector.base_url"),
-    ({"type": "webflow", "base_url": "https://api.webflow.com/v2"}, "not supported yet"),
-    ({"type": "airtable", "base_url": "https://api.airtable.com/v0"}, "not supported yet"),
+    ({"type": "webflow", "base_url": "https://api.webflow.com/v2"}, "connector.site_id"),
+    ({"type": "airtable", "base_url": "https://api.airtable.com/v0"}, "connector.base_id"),
 ]
 IDS = [
     "token",

@@ -165,8 +165,8 @@ def test_a_sandbox_config_with_a_reachable_address_is_kept_as_given(base_url: st
             },
             "once",
         ),
-        ({"type": "webflow", "base_url": "https://api.webflow.com/v2"}, "not supported yet"),
-        ({"type": "airtable", "base_url": "https://api.airtable.com/v0"}, "not supported yet"),
+        ({"type": "webflow", "base_url": "https://api.webflow.com/v2"}, "connector.site_id"),
+        ({"type": "airtable", "base_url": "https://api.airtable.com/v0"}, "connector.base_id"),
         ({"type": "ftp", "base_url": SANDBOX}, "unknown"),
         ({"base_url": SANDBOX}, "connector.type"),
     ],
@@ -191,3 +191,42 @@ def test_a_sandbox_connector_may_give_its_request_rate() -> None:
     config = {"type": "sandbox", "base_url": SANDBOX, "requests_per_minute": 60}
     assert check_connector(config) == config
     assert m.ConnectorConfig.model_validate(config).recorded() == config
+
+
+WEBFLOW = {
+    "type": "webflow",
+    "base_url": "https://api.webflow.com/v2",
+    "site_id": "64f000000000000000000001",
+    "token": {"env": "WEBFLOW_TOKEN"},
+    "collections": {"books": "64f0000000000000000000b1"},
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"token": "s3cret"}, "connector.token"),
+        ({"token": {"env": "s3cret value"}}, "connector.token.env"),
+        ({"token": {"env": "X", "value": "s3cret"}}, "connector.token"),
+        ({"collections": {}}, "connector.collections"),
+        ({"collections": {"books": "s3cret/../x"}}, "connector.collections.books"),
+        ({"live": "yes"}, "connector.live"),
+        ({"requests_per_second": 1}, "connector.requests_per_second"),
+    ],
+)
+def test_a_real_services_config_names_its_credentials_by_reference(
+    change: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(InvalidConnector, match=re.escape(named)) as caught:
+        check_connector(WEBFLOW | change)
+    assert "s3cret" not in caught.value.message
+
+
+def test_a_token_variable_missing_from_the_environment_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("WEBFLOW_TOKEN", raising=False)
+    with pytest.raises(InvalidConnector, match="WEBFLOW_TOKEN"):
+        m.ConnectorConfig.model_validate(WEBFLOW)
+    monkeypatch.setenv("WEBFLOW_TOKEN", "s3cret")
+    assert m.ConnectorConfig.model_validate(WEBFLOW).recorded() == WEBFLOW
