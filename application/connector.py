@@ -107,6 +107,9 @@ class Connector(ABC):
     creates_idempotently: bool = True
     """The service honours idempotency keys (or makes creates idempotent itself). False:
     a create call re-sent after a crash first asks ``find_created`` what it made."""
+    omits_empty_fields: bool = False
+    """The service leaves empty values (``""``, ``[]``, ``false``) out of the records it
+    returns: a pull takes such a field as empty, not as a change."""
     version_field: str | None = "lastUpdated"
     """The server-computed field that versions a record, sent as ``if_match`` on a
     conditional update; None where the service has no conditional writes (the run

@@ -180,7 +180,8 @@ class PullRun:
             if schema is None:
                 raise LookupError(f"folder {folder!r} has no schema any more")
             known = self.app.views.main_folder_index(self.pull.workspace_id, folder)
-            mirrors.append(FolderMirror(folder, schema, known))
+            empties = self.connector.omits_empty_fields
+            mirrors.append(FolderMirror(folder, schema, known, empty_is_absent=empties))
         return mirrors
 
     async def _read_all(self, folder_ids: Sequence[tuple[str, str]]) -> list[Record | None]:

@@ -67,10 +67,18 @@ class FolderMirror:
     """One folder of main as a pull knows it, kept current by the pull's own saves."""
 
     def __init__(
-        self, folder: str, schema: FolderSchema, known: dict[str, tuple[str, JsonObject]]
+        self,
+        folder: str,
+        schema: FolderSchema,
+        known: dict[str, tuple[str, JsonObject]],
+        *,
+        empty_is_absent: bool = False,
     ) -> None:
         self.folder = folder
         self.schema = schema
+        self.empty_is_absent = empty_is_absent
+        """The service leaves empty values out of what it returns (Airtable): main's ``""``,
+        ``[]`` or ``false`` and a field the record lacks are the same, not a change."""
         self.known = dict(known)
         """record id -> (filename, content), as main holds them."""
         self.taken = {filename for filename, _ in known.values()}
@@ -118,7 +126,7 @@ class FolderMirror:
                 path = f"{self.folder}/{names.allocate(content, record.id)}"
                 diff.changes.append(MainChange(path, content, record.id))
                 diff.counts["created"] += 1
-            elif not json_equal(existing[1], content):
+            elif not self._same(existing[1], content):
                 diff.changes.append(MainChange(f"{self.folder}/{existing[0]}", content, record.id))
                 diff.counts["updated"] += 1
             else:
@@ -132,6 +140,11 @@ class FolderMirror:
             diff.counts["deleted"] += 1
         return diff
 
+    def _same(self, main: JsonObject, pulled: JsonObject) -> bool:
+        if self.empty_is_absent:
+            return json_equal(_without_empties(main), _without_empties(pulled))
+        return json_equal(main, pulled)
+
     def applied(self, diff: PageDiff) -> None:
         """The diff was saved: main now holds it."""
         for change in diff.changes:
@@ -144,6 +157,14 @@ class FolderMirror:
             else:
                 self.known[change.record_id] = (filename, change.content)
                 self.taken.add(filename)
+
+
+def _without_empties(content: JsonObject) -> JsonObject:
+    return {k: v for k, v in content.items() if not _empty(v)}
+
+
+def _empty(value: JsonValue) -> bool:
+    return value is None or value is False or value == "" or value == []
 
 
 __all__ = ["FilenameAllocator", "FolderMirror", "PageDiff", "slugify"]

@@ -37,6 +37,7 @@ class TimedConnector(Connector):
         self.list_page_size = inner.list_page_size
         self.version_field = inner.version_field
         self.creates_idempotently = inner.creates_idempotently
+        self.omits_empty_fields = inner.omits_empty_fields
 
     async def _timed(self, operation: str, call: Awaitable[T]) -> T:
         started = time.perf_counter()

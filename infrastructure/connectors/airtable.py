@@ -142,6 +142,7 @@ class AirtableConnector(Connector):
     list_page_size = 100
     version_field = None
     creates_idempotently = True
+    omits_empty_fields = True
 
     def __init__(
         self,

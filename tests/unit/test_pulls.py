@@ -299,3 +299,19 @@ def test_a_worker_that_lost_its_lease_records_nothing(library: Library) -> None:
 
 def _b(start: int, stop: int) -> list[str]:
     return [f"b{n}" for n in range(start, stop)]
+
+
+def test_a_service_that_omits_empty_fields_makes_no_phantom_update() -> None:
+    from application.connector import Record
+    from application.pull_diff import FolderMirror
+    from domain.schema import FolderSchema
+
+    schema = FolderSchema("books")
+    main = {"id": "rec1", "title": "T", "subtitle": "", "tags": [], "done": False, "count": 0}
+    pulled = Record("rec1", {"title": "T", "count": 0})  # Airtable leaves the empties out
+    omitting = FolderMirror("books", schema, {"rec1": ("t.json", main)}, empty_is_absent=True)
+    assert omitting.diff([pulled]).counts["updated"] == 0
+    strict = FolderMirror("books", schema, {"rec1": ("t.json", main)})
+    assert strict.diff([pulled]).counts["updated"] == 1
+    zero_lost = Record("rec1", {"title": "T"})  # 0 is a value, not an empty one
+    assert omitting.diff([zero_lost]).counts["updated"] == 1
