@@ -45,7 +45,6 @@ import asyncio
 import random
 import re
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -65,13 +64,12 @@ from application.connector import (
 from domain.connector_config import BATCH_LIMITS
 from domain.json_types import JsonObject, JsonValue
 from infrastructure.connectors.http_client import (
-    ConnectError,
     HttpClient,
     InvalidAddress,
     Response,
-    TransportError,
 )
 from infrastructure.connectors.rate_limit import RateLimiter, Sleep
+from infrastructure.connectors.retrying import Retrying, details_of, json_of
 
 DEFAULT_MERGE_FIELD = "slug"
 RATE_PENALTY_S = 30.0
@@ -105,30 +103,6 @@ class TableInfo:
     fields: tuple[FieldInfo, ...] = ()
 
 
-class _Attempt:
-    """What one HTTP attempt came to: a response, or the transport error instead."""
-
-    def __init__(self, response: Response | None, error: TransportError | None):
-        self.response = response
-        self.error = error
-
-    @property
-    def retryable(self) -> bool:
-        return self.response is None or self.response.status == 429 or self.response.status >= 500
-
-    @property
-    def unavailable(self) -> bool:
-        """No sign of a working service: connection failed, or a 503."""
-        if self.response is None:
-            return isinstance(self.error, ConnectError)
-        return self.response.status == 503
-
-    def describe(self) -> str:
-        if self.response is None:
-            return f"{type(self.error).__name__}: {self.error}"
-        return f"HTTP {self.response.status}: {_message(self.response)}"
-
-
 @dataclass(frozen=True)
 class _Sent:
     """One record of a write, for naming the culprit of a refusal and restoring empties."""
@@ -159,14 +133,6 @@ class AirtableConnector(Connector):
         sleep: Sleep = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        self._max_retries = max_retries
-        self._backoff_base = backoff_base
-        self._backoff_max = backoff_max
-        self._rate_penalty = rate_penalty
-        self._sleep = sleep
-        self._jitter = jitter
-        self._limiter = rate_limiter
-        self._successes = 0
         self._cursors: dict[tuple[str, int], str] = {}
         """The cursor of the page that starts at (folder, offset), from the page before it."""
         base_id, tables, merge_on = (
@@ -179,18 +145,35 @@ class AirtableConnector(Connector):
             {str(k): str(v) for k, v in tables.items()} if isinstance(tables, dict) else {}
         )
         self._merge_on = dict(merge_on) if isinstance(merge_on, dict) else {}
-        self._http: HttpClient | None = None
-        self._unusable = _config_problem(config, token)
-        if self._unusable is None:
+        http: HttpClient | None = None
+        unusable = _config_problem(config, token)
+        if unusable is None:
             try:
-                self._http = HttpClient(
+                http = HttpClient(
                     str(config["base_url"]),
                     size=concurrency,
                     timeout=timeout,
                     headers={"Authorization": f"Bearer {token}"},
                 )
             except InvalidAddress as exc:
-                self._unusable = f"the Airtable connector cannot be used: {exc}"
+                unusable = f"the Airtable connector cannot be used: {exc}"
+        # Airtable's 429 has no Retry-After and is followed by ~30 s of refusals: the
+        # limiter pauses that long, or without one the retry itself waits it out.
+        self._retrying = Retrying(
+            "Airtable",
+            http,
+            unusable,
+            _message,
+            limiter=rate_limiter,
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            retry_after_max=max(60.0, rate_penalty),
+            pause_429=rate_penalty,
+            wait_429=rate_penalty,
+            sleep=sleep,
+            jitter=jitter,
+        )
 
     def __repr__(self) -> str:
         return f"AirtableConnector(base_id={self._base_id!r}, tables={sorted(self._tables)!r})"
@@ -331,8 +314,8 @@ class AirtableConnector(Connector):
         return infos
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
+        if self._retrying.http is not None:
+            await self._retrying.http.aclose()
 
     # -- the call loop -----------------------------------------------------------------
 
@@ -355,49 +338,12 @@ class AirtableConnector(Connector):
         params: Mapping[str, JsonValue] | None = None,
         sent: Sequence[_Sent] | None = None,
     ) -> Response:
-        """One logical call: attempts until an answer is final or the budget is spent."""
-        successes_before = self._successes
-        all_unavailable = True
-        for attempt_no in range(self._max_retries + 1):
-            attempt = await self._attempt(method, path, body, params)
-            if not attempt.retryable:
-                return self._final(attempt, sent)
-            all_unavailable = all_unavailable and attempt.unavailable
-            if attempt_no < self._max_retries:
-                await self._sleep(self._delay(attempt_no, attempt.response))
-        message = f"{method} {path}: {attempt.describe()} after {self._max_retries + 1} attempts"
-        status = attempt.response.status if attempt.response is not None else None
-        if all_unavailable and self._successes == successes_before:
-            raise FatalConnectorError(f"Airtable unavailable: {message}", status=status)
-        raise TransientFailure(message, status=status)
-
-    async def _attempt(
-        self, method: str, path: str, body: JsonValue, params: Mapping[str, JsonValue] | None
-    ) -> _Attempt:
-        if self._http is None:
-            raise FatalConnectorError(self._unusable or "the Airtable connector cannot be used")
-        try:
-            async with self._paced():
-                response = await self._http.request(method, path, json=body, params=params)
-        except TransportError as exc:
-            return _Attempt(None, exc)
-        except InvalidAddress as exc:
-            raise FatalConnectorError(f"the Airtable connector cannot be used: {exc}") from exc
-        if response.status == 429 and self._limiter is not None:
-            self._limiter.pause(self._rate_penalty)
-        return _Attempt(response, None)
-
-    def _paced(self) -> AbstractAsyncContextManager[None]:
-        return self._limiter.request() if self._limiter is not None else nullcontext()
-
-    def _final(self, attempt: _Attempt, sent: Sequence[_Sent] | None) -> Response:
-        response = attempt.response
-        assert response is not None  # only a response can be non-retryable
-        self._successes += 1
+        """One logical call (``Retrying``); its final answer classified."""
+        response = await self._retrying.call(method, path, body, params=params)
         status = response.status
         if status < 400:
             return response
-        details = _details(response)
+        details = details_of(response)
         message = f"{response.method} {response.path}: {_message(response)}"
         if status in (401, 403):
             raise FatalConnectorError(
@@ -407,17 +353,6 @@ class AirtableConnector(Connector):
             )
         index = _culprit(details, sent) if sent is not None and len(sent) > 1 else None
         raise EntryRejected(message, status=status, details=details, index=index)
-
-    def _delay(self, attempt_no: int, response: Response | None) -> float:
-        """Full jitter over the exponential step; a 429 without a limiter waits out the penalty.
-
-        With a limiter, its pause holds this retry (and every other caller) back already.
-        """
-        step = min(self._backoff_max, self._backoff_base * 2.0**attempt_no)
-        delay = self._jitter() * step
-        if response is not None and response.status == 429 and self._limiter is None:
-            delay = max(delay, self._rate_penalty)
-        return delay
 
 
 def _config_problem(config: Mapping[str, JsonValue], token: str) -> str | None:
@@ -510,17 +445,7 @@ def _field_info(raw: JsonValue) -> FieldInfo:
 
 
 def _json(response: Response) -> JsonValue:
-    try:
-        return response.json()
-    except ValueError as exc:
-        raise TransientFailure(f"non-JSON answer from Airtable: {exc}") from exc
-
-
-def _details(response: Response) -> JsonValue:
-    try:
-        return response.json()
-    except ValueError:
-        return response.text or None
+    return json_of(response, "Airtable")
 
 
 def _error_type(details: JsonValue) -> str | None:
@@ -543,7 +468,7 @@ def _error_message(details: JsonValue) -> str:
 
 
 def _message(response: Response) -> str:
-    details = _details(response)
+    details = details_of(response)
     kind = _error_type(details)
     errors = details.get("errors") if isinstance(details, dict) else None
     if kind is None and isinstance(errors, list) and errors and isinstance(errors[0], dict):

@@ -35,9 +35,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
 from application.connector import (
@@ -55,40 +52,12 @@ from application.connector import (
 from domain.connector_config import BATCH_LIMITS
 from domain.json_types import JsonObject, JsonValue
 from infrastructure.connectors.http_client import (
-    ConnectError,
     HttpClient,
     InvalidAddress,
     Response,
-    TransportError,
 )
 from infrastructure.connectors.rate_limit import RateLimiter, Sleep
-
-
-class _Attempt:
-    """What one HTTP attempt came to: a response, or the transport error instead."""
-
-    def __init__(self, response: Response | None, error: TransportError | None):
-        self.response = response
-        self.error = error
-
-    @property
-    def retryable(self) -> bool:
-        if self.response is None:
-            return True
-        status = self.response.status
-        return status == 429 or status >= 500
-
-    @property
-    def unavailable(self) -> bool:
-        """No sign of a working service: connection failed, or a 503."""
-        if self.response is None:
-            return isinstance(self.error, ConnectError)
-        return self.response.status == 503
-
-    def describe(self) -> str:
-        if self.response is None:
-            return f"{type(self.error).__name__}: {self.error}"
-        return f"HTTP {self.response.status}: {_message(self.response)}"
+from infrastructure.connectors.retrying import Retrying, details_of, json_of
 
 
 class SandboxConnector(Connector):
@@ -110,24 +79,28 @@ class SandboxConnector(Connector):
         sleep: Sleep = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        self._max_retries = max_retries
-        self._backoff_base = backoff_base
-        self._backoff_max = backoff_max
-        self._retry_after_max = retry_after_max
-        self._sleep = sleep
-        self._jitter = jitter
-        self._limiter = rate_limiter
-        self._successes = 0
-        """Answered calls of this connector so far: a sign of life for the outage check."""
         headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else {}
-        self._http: HttpClient | None = None
-        self._unusable: str | None = None
-        """Why no call can succeed, answered to each: a run or pull then ends failed with
-        the reason, where a constructor that raised would crash it before it recorded any."""
+        http: HttpClient | None = None
+        unusable: str | None = None
+        # Why no call can succeed, answered to each: a run or pull then ends failed with
+        # the reason, where a constructor that raised would crash it before it recorded any.
         try:
-            self._http = HttpClient(base_url, size=concurrency, timeout=timeout, headers=headers)
+            http = HttpClient(base_url, size=concurrency, timeout=timeout, headers=headers)
         except InvalidAddress as exc:
-            self._unusable = f"the sandbox connector cannot be used: {exc}"
+            unusable = f"the sandbox connector cannot be used: {exc}"
+        self._retrying = Retrying(
+            "sandbox",
+            http,
+            unusable,
+            _message,
+            limiter=rate_limiter,
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            retry_after_max=retry_after_max,
+            sleep=sleep,
+            jitter=jitter,
+        )
 
     async def create(self, folder: str, fields: JsonObject, idempotency_key: str) -> Record:
         response = await self._call(
@@ -207,8 +180,8 @@ class SandboxConnector(Connector):
             raise TransientFailure(f"malformed page from the sandbox: {exc!r}") from exc
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
+        if self._retrying.http is not None:
+            await self._retrying.http.aclose()
 
     async def _call(
         self,
@@ -221,85 +194,23 @@ class SandboxConnector(Connector):
         headers: dict[str, str] | None = None,
         batch: bool = False,
     ) -> Response:
-        """One logical call: attempts until an answer is final or the budget is spent.
+        """One logical call (``Retrying``); its final answer classified.
 
         ``batch``: a bulk request, whose refusal may name the item it is about.
         """
         if idempotency_key:
             headers = {**(headers or {}), "Idempotency-Key": idempotency_key}
-        successes_before = self._successes
-        all_unavailable = True
-        for attempt_no in range(self._max_retries + 1):
-            attempt = await self._attempt(method, path, body, headers, params)
-            if not attempt.retryable:
-                return self._final(attempt, batch)
-            all_unavailable = all_unavailable and attempt.unavailable
-            if attempt_no < self._max_retries:
-                await self._sleep(self._delay(attempt_no, attempt.response))
-        message = f"{method} {path}: {attempt.describe()} after {self._max_retries + 1} attempts"
-        status = attempt.response.status if attempt.response is not None else None
-        if all_unavailable and self._successes == successes_before:
-            raise FatalConnectorError(f"sandbox unavailable: {message}", status=status)
-        raise TransientFailure(message, status=status)
-
-    async def _attempt(
-        self,
-        method: str,
-        path: str,
-        body: JsonValue,
-        headers: dict[str, str] | None,
-        params: JsonObject | None,
-    ) -> _Attempt:
-        if self._http is None:
-            raise FatalConnectorError(self._unusable or "the sandbox connector cannot be used")
-        try:
-            async with self._paced():
-                response = await self._http.request(
-                    method, path, json=body, headers=headers, params=params
-                )
-        except TransportError as exc:
-            return _Attempt(None, exc)
-        except InvalidAddress as exc:
-            raise FatalConnectorError(f"the sandbox connector cannot be used: {exc}") from exc
-        self._learn(response)
-        return _Attempt(response, None)
-
-    def _paced(self) -> AbstractAsyncContextManager[None]:
-        return self._limiter.request() if self._limiter is not None else nullcontext()
-
-    def _learn(self, response: Response) -> None:
-        """What the answer says about the quota, told to the shared limiter."""
-        if self._limiter is None:
-            return
-        if response.status == 429:
-            self._limiter.pause(_retry_after(response) or 1.0)
-        remaining = response.headers.get("x-ratelimit-remaining")
-        if remaining is not None and remaining.isdigit():
-            self._limiter.observe_remaining(int(remaining))
-
-    def _final(self, attempt: _Attempt, batch: bool = False) -> Response:
-        response = attempt.response
-        assert response is not None  # only a response can be non-retryable
-        self._successes += 1
+        response = await self._retrying.call(method, path, body, params=params, headers=headers)
         status = response.status
         if status < 400:
             return response
-        details = _details(response)
+        details = details_of(response)
         message = f"{response.method} {response.path}: {_message(response)}"
         if status in (401, 403):
             raise FatalConnectorError(f"auth rejected: {message}", status=status, details=details)
         index = _index(details) if batch else None
         error: type[ConnectorError] = PreconditionFailed if status == 412 else EntryRejected
         raise error(message, status=status, details=details, index=index)
-
-    def _delay(self, attempt_no: int, response: Response | None) -> float:
-        """Full jitter over the exponential step, but never sooner than ``Retry-After``."""
-        step = min(self._backoff_max, self._backoff_base * 2.0**attempt_no)
-        delay = self._jitter() * step
-        retry_after = _retry_after(response)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self._retry_after_max))
-        return delay
 
 
 def _collection(folder: str) -> str:
@@ -338,38 +249,10 @@ def _index(details: JsonValue) -> int | None:
 
 
 def _json(response: Response) -> JsonValue:
-    try:
-        return response.json()
-    except ValueError as exc:
-        raise TransientFailure(f"non-JSON answer from the sandbox: {exc}") from exc
-
-
-def _details(response: Response) -> JsonValue:
-    try:
-        return response.json()
-    except ValueError:
-        return response.text or None
+    return json_of(response, "the sandbox")
 
 
 def _message(response: Response) -> str:
-    details = _details(response)
+    details = details_of(response)
     message = details.get("message") if isinstance(details, dict) else None
     return message if isinstance(message, str) else str(details or response.reason)
-
-
-def _retry_after(response: Response | None) -> float | None:
-    """Seconds from a ``Retry-After`` header: delay-seconds or an HTTP date."""
-    raw = response.headers.get("retry-after") if response is not None else None
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())

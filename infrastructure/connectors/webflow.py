@@ -41,8 +41,6 @@ import random
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
 from application.connector import (
@@ -59,13 +57,12 @@ from application.connector import (
 from domain.connector_config import BATCH_LIMITS
 from domain.json_types import JsonObject, JsonValue
 from infrastructure.connectors.http_client import (
-    ConnectError,
     HttpClient,
     InvalidAddress,
     Response,
-    TransportError,
 )
 from infrastructure.connectors.rate_limit import RateLimiter, Sleep
+from infrastructure.connectors.retrying import MaybeApplied, Retrying, details_of, json_of
 
 DEFAULT_BASE_URL = "https://api.webflow.com/v2"
 DEFAULT_REQUESTS_PER_MINUTE = 60.0
@@ -95,41 +92,6 @@ class CollectionInfo:
     fields: tuple[FieldInfo, ...]
 
 
-class _Attempt:
-    """One HTTP attempt: a response, or the transport error instead."""
-
-    def __init__(self, response: Response | None, error: TransportError | None) -> None:
-        self.response = response
-        self.error = error
-
-    @property
-    def retryable(self) -> bool:
-        return self.response is None or self.response.status == 429 or self.response.status >= 500
-
-    @property
-    def unavailable(self) -> bool:
-        """No sign of a working service: the connection failed, or a 503."""
-        if self.response is None:
-            return isinstance(self.error, ConnectError)
-        return self.response.status == 503
-
-    @property
-    def maybe_applied(self) -> bool:
-        """Whether a write may have been applied although no success came back."""
-        if self.response is None:
-            return not isinstance(self.error, ConnectError)
-        return self.response.status != 429
-
-    def describe(self) -> str:
-        if self.response is None:
-            return f"{type(self.error).__name__}: {self.error}"
-        return f"HTTP {self.response.status}: {_message(self.response)}"
-
-
-class _MaybeApplied(Exception):
-    """A create's answer is unknown: look before sending it again."""
-
-
 class WebflowConnector(Connector):
     batch_limits = BATCH_LIMITS["webflow"]
     list_page_size = PAGE
@@ -157,23 +119,30 @@ class WebflowConnector(Connector):
         self._live = config.get("live") is True
         self._token = token
         self._max_retries = max_retries
-        self._backoff_base = backoff_base
-        self._backoff_max = backoff_max
-        self._retry_after_max = retry_after_max
         self._sleep = sleep
-        self._jitter = jitter
         rate = config.get("requests_per_minute") or DEFAULT_REQUESTS_PER_MINUTE
-        self._limiter = rate_limiter or RateLimiter(float(rate), 60.0)
-        self._successes = 0
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        self._http: HttpClient | None = None
-        self._unusable: str | None = None
+        http: HttpClient | None = None
+        unusable: str | None = None
         try:
-            self._http = HttpClient(
-                self._base_url, size=concurrency, timeout=timeout, headers=headers
-            )
+            http = HttpClient(self._base_url, size=concurrency, timeout=timeout, headers=headers)
         except InvalidAddress as exc:
-            self._unusable = f"the Webflow connector cannot be used: {exc}"
+            unusable = f"the Webflow connector cannot be used: {exc}"
+        self._retrying = Retrying(
+            "Webflow",
+            http,
+            unusable,
+            _message,
+            limiter=rate_limiter or RateLimiter(float(rate), 60.0),
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            retry_after_max=retry_after_max,
+            pause_429=60.0,
+            scrub=self._scrub,
+            sleep=sleep,
+            jitter=jitter,
+        )
 
     def __repr__(self) -> str:
         return f"WebflowConnector({self._base_url!r}, collections={self._collections!r})"
@@ -220,14 +189,14 @@ class WebflowConnector(Connector):
             body = {"items": [_write_item(items[i]) for i in pending]}
             try:
                 answer = await self._call("POST", path, body, batch=len(pending), resend=False)
-            except _MaybeApplied:
+            except MaybeApplied:
                 found = await self.find_created(folder, [items[i] for i in pending])
                 for i, record in zip(pending, found, strict=True):
                     outcomes[i] = record
                 pending = [i for i in pending if outcomes[i] is None]
                 if not pending:
                     return [o for o in outcomes if o is not None]
-                await self._sleep(self._delay(round_no, None))
+                await self._sleep(self._retrying.delay(round_no, None))
                 continue
             except EntryRejected as exc:
                 if len(pending) == len(items):
@@ -387,8 +356,8 @@ class WebflowConnector(Connector):
             raise TransientFailure(f"Webflow did not publish {len(errors)} item(s): {errors[:5]}")
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
+        if self._retrying.http is not None:
+            await self._retrying.http.aclose()
 
     # -- HTTP --------------------------------------------------------------------------
 
@@ -414,63 +383,17 @@ class WebflowConnector(Connector):
         batch: int = 0,
         resend: bool = True,
     ) -> JsonValue:
-        """One logical call: attempts until an answer is final or the budget is spent.
+        """One logical call (``Retrying``); its final answer classified.
 
         ``batch``: the items of a bulk write, whose refusal may name one.
         ``resend=False``: an attempt that may have been applied is not sent
-        again but raises ``_MaybeApplied`` for the caller to look first.
+        again but raises ``MaybeApplied`` for the caller to look first.
         """
-        successes_before = self._successes
-        all_unavailable = True
-        for attempt_no in range(self._max_retries + 1):
-            attempt = await self._attempt(method, path, body, params)
-            if not attempt.retryable:
-                return self._final(attempt, batch)
-            if not resend and attempt.maybe_applied:
-                raise _MaybeApplied(attempt.describe())
-            all_unavailable = all_unavailable and attempt.unavailable
-            if attempt_no < self._max_retries:
-                await self._sleep(self._delay(attempt_no, attempt.response))
-        message = self._scrub(
-            f"{method} {path}: {attempt.describe()} after {self._max_retries + 1} attempts"
-        )
-        status = attempt.response.status if attempt.response is not None else None
-        if all_unavailable and self._successes == successes_before:
-            raise FatalConnectorError(f"Webflow unavailable: {message}", status=status)
-        raise TransientFailure(message, status=status)
-
-    async def _attempt(
-        self, method: str, path: str, body: JsonValue, params: JsonObject | None
-    ) -> _Attempt:
-        if self._http is None:
-            raise FatalConnectorError(self._unusable or "the Webflow connector cannot be used")
-        try:
-            async with self._limiter.request():
-                response = await self._http.request(method, path, json=body, params=params)
-        except TransportError as exc:
-            return _Attempt(None, exc)
-        except InvalidAddress as exc:
-            raise FatalConnectorError(f"the Webflow connector cannot be used: {exc}") from exc
-        self._learn(response)
-        return _Attempt(response, None)
-
-    def _learn(self, response: Response) -> None:
-        """What the answer says about the token's quota, told to the shared limiter."""
-        if response.status == 429:
-            retry_after = _retry_after(response)
-            self._limiter.pause(60.0 if retry_after is None else retry_after)
-        remaining = response.headers.get("x-ratelimit-remaining")
-        if remaining is not None and remaining.isdigit():
-            self._limiter.observe_remaining(int(remaining))
-
-    def _final(self, attempt: _Attempt, batch: int) -> JsonValue:
-        response = attempt.response
-        assert response is not None  # only a response can be final
-        self._successes += 1
+        response = await self._retrying.call(method, path, body, params=params, resend=resend)
         status = response.status
         if status < 400:
-            return _json(response)
-        details = self._scrub_json(_details(response))
+            return json_of(response, "Webflow")
+        details = self._scrub_json(details_of(response))
         message = self._scrub(f"{response.method} {response.path}: {_message(response)}")
         if status in (401, 403):
             raise FatalConnectorError(
@@ -478,15 +401,6 @@ class WebflowConnector(Connector):
             )
         index = _index(details, batch) if batch else None
         raise EntryRejected(message, status=status, details=details, index=index)
-
-    def _delay(self, attempt_no: int, response: Response | None) -> float:
-        """Full jitter over the exponential step, but never sooner than ``Retry-After``."""
-        step = min(self._backoff_max, self._backoff_base * 2.0**attempt_no)
-        delay = self._jitter() * step
-        retry_after = _retry_after(response)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self._retry_after_max))
-        return delay
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._token, "[token]") if self._token else text
@@ -572,24 +486,8 @@ def _index(details: JsonValue, batch: int) -> int | None:
     return None
 
 
-def _json(response: Response) -> JsonValue:
-    if response.status == 204 or not response.body:
-        return None
-    try:
-        return response.json()
-    except ValueError as exc:
-        raise TransientFailure(f"non-JSON answer from Webflow: {exc}") from exc
-
-
-def _details(response: Response) -> JsonValue:
-    try:
-        return response.json()
-    except ValueError:
-        return response.text or None
-
-
 def _message(response: Response) -> str:
-    details = _details(response)
+    details = details_of(response)
     if not isinstance(details, dict):
         return str(details or response.reason)[:500]
     message = str(details.get("message") or response.reason)
@@ -599,21 +497,3 @@ def _message(response: Response) -> str:
         if "description" in first:
             message += f" ({first.get('param')}: {first.get('description')})"
     return message
-
-
-def _retry_after(response: Response | None) -> float | None:
-    """Seconds from a ``Retry-After`` header: delay-seconds or an HTTP date."""
-    raw = response.headers.get("retry-after") if response is not None else None
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
