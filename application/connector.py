@@ -93,6 +93,28 @@ ItemOutcome = Record | ConnectorError
 
 
 @dataclass(frozen=True)
+class FieldDescription:
+    name: str
+    """As records key it: Webflow's field slug, Airtable's field name."""
+    type: str
+    target: str | None = None
+    """A reference (linked-record) field: the id of the collection (table) it points into."""
+
+
+@dataclass(frozen=True)
+class CollectionDescription:
+    """A folder's collection (table) as the service describes it (``connectors check``)."""
+
+    folder: str
+    mapped_to: str
+    """The collection id (or table id or name) the config maps the folder to."""
+    service_id: str | None
+    """The service's id for it; None: the service has no such collection."""
+    name: str | None
+    fields: tuple[FieldDescription, ...] = ()
+
+
+@dataclass(frozen=True)
 class RecordPage:
     records: list[Record]
     total: int
@@ -172,6 +194,10 @@ class Connector(ABC):
         is False: the service itself would create it twice.
         """
         return [None] * len(items)
+
+    async def describe(self) -> list[CollectionDescription] | None:
+        """Each mapped folder's collection and its fields; None: the service keeps no field list."""
+        return None
 
     async def finish_run(self, changed: Mapping[str, Sequence[str]]) -> None:  # noqa: B027
         """After a pipeline's last phase: folder -> ids of the records it created or updated.

@@ -1,33 +1,19 @@
 """``publishd connectors check WS``: see a mapping mistake before a publish does.
 
 It tries the workspace's credentials, lists each mapped collection (Webflow)
-or table (Airtable) with its fields, and names every schema field the service
-lacks and every reference field whose target is not the collection its
-schema's target folder is mapped to. The sandbox keeps no field list: for it,
-the check reads one page of each folder.
+or table (Airtable) with its fields (``Connector.describe``), and names every
+schema field the service lacks and every reference field whose target is not
+the collection its schema's target folder is mapped to. The sandbox keeps no
+field list: for it, the check reads one page of each folder.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from application.connector import Connector, ConnectorError
-from domain.connector_config import FOLDER_MAPS
-from domain.json_types import JsonObject
+from application.connector import CollectionDescription, Connector, ConnectorError
 from domain.schema import FolderSchema
 from domain.workspace import Workspace
-
-
-@dataclass
-class Collection:
-    """A mapped folder as the service describes it, whatever the service."""
-
-    folder: str
-    service_id: str
-    name: str | None
-    fields: dict[str, str | None] = field(default_factory=dict)
-    """Field name -> the collection (table) id a reference field points into, else None."""
 
 
 @dataclass
@@ -36,75 +22,52 @@ class Report:
     problems: list[str] = field(default_factory=list)
 
 
-def _collections(described: list[Any]) -> list[Collection]:
-    """The adapters' own descriptions (``CollectionInfo``, ``TableInfo``) in one shape."""
-    out = []
-    for info in described:
-        if hasattr(info, "collection_id"):  # Webflow
-            fields = {f.slug: f.reference_target for f in info.fields}
-            out.append(Collection(info.folder, info.collection_id, info.display_name, fields))
-        else:  # Airtable
-            fields = {f.name: f.links_to for f in info.fields}
-            out.append(Collection(info.folder, info.table_id or info.table, info.name, fields))
-            if info.table_id is None:
-                out[-1].name = None
-    return out
-
-
-def compare(
-    collections: list[Collection], schemas: dict[str, FolderSchema], mapping: JsonObject
-) -> Report:
+def compare(collections: list[CollectionDescription], schemas: dict[str, FolderSchema]) -> Report:
+    """The collections against the workspace's folder schemas."""
     report = Report()
-    known = {c.folder: {c.service_id, c.name, mapping.get(c.folder)} for c in collections}
+    names = {
+        c.folder: {n for n in (c.mapped_to, c.service_id, c.name) if n is not None}
+        for c in collections
+    }
     for c in collections:
-        if c.name is None:
-            report.problems.append(f"{c.folder}: the service has no {c.service_id!r}")
+        if c.service_id is None:
+            report.problems.append(f"{c.folder}: the service has no {c.mapped_to!r}")
             continue
-        report.lines.append(
-            f"{c.folder} -> {c.name} ({c.service_id}): {', '.join(sorted(c.fields))}"
-        )
+        fields = {f.name: f for f in c.fields}
+        report.lines.append(f"{c.folder} -> {c.name} ({c.service_id}): {', '.join(sorted(fields))}")
         schema = schemas.get(c.folder)
         if schema is None:
             report.lines.append(f"  {c.folder} has no schema in the workspace")
             continue
-        wanted = [f.name for f in schema.fields]
+        wanted = [ref.name for ref in schema.fields]
         if schema.filename_from:
             wanted.append(schema.filename_from)
         for name in wanted:
-            if name not in c.fields:
+            if name not in fields:
                 report.problems.append(f"{c.folder}.{name}: no such field in {c.name}")
         for ref in schema.fields:
-            target = mapping.get(ref.target)
-            actual = c.fields.get(ref.name)
-            accepted = known.get(ref.target, {target})
-            if ref.name in c.fields and target is not None and actual not in accepted:
+            found = fields.get(ref.name)
+            target = names.get(ref.target)
+            if found is not None and target is not None and found.target not in target:
                 report.problems.append(
-                    f"{c.folder}.{ref.name} points into {actual}, but {ref.target} is mapped to"
-                    f" {target}"
+                    f"{c.folder}.{ref.name} points into {found.target}, but {ref.target} is"
+                    f" mapped to {sorted(target)[0]}"
                 )
-    for folder in sorted(set(schemas) - {c.folder for c in collections}):
-        report.problems.append(
-            f"{folder}: the workspace has a schema but the connector maps no collection for it"
-        )
+    for folder in sorted(set(schemas) - set(names)):
+        report.problems.append(f"{folder}: has a schema, but the connector maps no collection")
     return report
 
 
 async def check(workspace: Workspace, connector: Connector) -> Report:
-    inner = getattr(connector, "inner", connector)
-    config = workspace.connector
     schemas = workspace.folder_schemas()
-    describe = getattr(inner, "describe", None)
     try:
-        if describe is None:
-            report = Report()
-            for folder in sorted(schemas):
-                page = await connector.list_page(folder, 0, 1)
-                report.lines.append(
-                    f"{folder}: {page.total} records (the sandbox keeps no field list)"
-                )
-            return report
-        mapping = config.get(FOLDER_MAPS.get(str(config.get("type")), ""), {})
-        assert isinstance(mapping, dict)
-        return compare(_collections(await describe()), schemas, mapping)
+        described = await connector.describe()
+        if described is not None:
+            return compare(described, schemas)
+        report = Report()
+        for folder in sorted(schemas):
+            page = await connector.list_page(folder, 0, 1)
+            report.lines.append(f"{folder}: {page.total} records (the service keeps no field list)")
+        return report
     except ConnectorError as exc:
         return Report(problems=[f"the service refused: {exc.message}"])

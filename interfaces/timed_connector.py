@@ -13,7 +13,14 @@ from typing import TypeVar
 
 from prometheus_client import Histogram
 
-from application.connector import Connector, ItemOutcome, Record, RecordPage, RecordUpdate
+from application.connector import (
+    CollectionDescription,
+    Connector,
+    ItemOutcome,
+    Record,
+    RecordPage,
+    RecordUpdate,
+)
 from domain.json_types import JsonObject
 
 T = TypeVar("T")
@@ -81,6 +88,9 @@ class TimedConnector(Connector):
 
     async def find_created(self, folder: str, items: Sequence[JsonObject]) -> list[Record | None]:
         return await self._timed("find_created", self.inner.find_created(folder, items))
+
+    async def describe(self) -> list[CollectionDescription] | None:
+        return await self._timed("describe", self.inner.describe())
 
     async def finish_run(self, changed: Mapping[str, Sequence[str]]) -> None:
         await self._timed("finish_run", self.inner.finish_run(changed))

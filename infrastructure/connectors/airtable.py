@@ -51,10 +51,12 @@ from urllib.parse import quote
 from multidict import MultiDict
 
 from application.connector import (
+    CollectionDescription,
     Connector,
     ConnectorError,
     EntryRejected,
     FatalConnectorError,
+    FieldDescription,
     ItemOutcome,
     Record,
     RecordPage,
@@ -80,27 +82,6 @@ _MISSING_ROW = "ROW_DOES_NOT_EXIST"
 _RECORD_ID = re.compile(r"\brec[A-Za-z0-9]{14}\b")
 _QUOTED_FIELD = re.compile(r'[Ff]ield(?: name)?:? "([^"]+)"')
 _RECORD_INDEX = re.compile(r"records\[(\d+)\]")
-
-
-@dataclass(frozen=True)
-class FieldInfo:
-    name: str
-    type: str
-    links_to: str | None = None
-    """For a linked-record field: the linked table's id."""
-
-
-@dataclass(frozen=True)
-class TableInfo:
-    """A mapped folder as the base describes it (``publishd connectors check``)."""
-
-    folder: str
-    table: str
-    """The table id or name the config maps the folder to."""
-    table_id: str | None
-    """None: the base has no such table."""
-    name: str | None
-    fields: tuple[FieldInfo, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -297,7 +278,7 @@ class AirtableConnector(Connector):
         while len(self._cursors) > CURSORS_KEPT:
             del self._cursors[next(iter(self._cursors))]
 
-    async def describe(self) -> list[TableInfo]:
+    async def describe(self) -> list[CollectionDescription]:
         """Each mapped folder's table and fields, from the Meta API (``connectors check``)."""
         body = _json(await self._call("GET", f"/meta/bases/{quote(self._base_id, safe='')}/tables"))
         tables = body.get("tables") if isinstance(body, dict) else None
@@ -307,10 +288,12 @@ class AirtableConnector(Connector):
         for folder, wanted in self._tables.items():
             table = next((t for t in tables if wanted in (t.get("id"), t.get("name"))), None)
             if table is None:
-                infos.append(TableInfo(folder, wanted, None, None))
+                infos.append(CollectionDescription(folder, wanted, None, None))
                 continue
             fields = tuple(_field_info(f) for f in table.get("fields") or [])
-            infos.append(TableInfo(folder, wanted, table.get("id"), table.get("name"), fields))
+            infos.append(
+                CollectionDescription(folder, wanted, table.get("id"), table.get("name"), fields)
+            )
         return infos
 
     async def aclose(self) -> None:
@@ -438,10 +421,10 @@ def _culprit(details: JsonValue, sent: Sequence[_Sent]) -> int | None:
     return None
 
 
-def _field_info(raw: JsonValue) -> FieldInfo:
+def _field_info(raw: JsonValue) -> FieldDescription:
     options = raw.get("options") if isinstance(raw, dict) else None
     link = options.get("linkedTableId") if isinstance(options, dict) else None
-    return FieldInfo(str(raw.get("name")), str(raw.get("type")), link)
+    return FieldDescription(str(raw.get("name")), str(raw.get("type")), link)
 
 
 def _json(response: Response) -> JsonValue:

@@ -40,14 +40,15 @@ import math
 import random
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from urllib.parse import quote
 
 from application.connector import (
+    CollectionDescription,
     Connector,
     ConnectorError,
     EntryRejected,
     FatalConnectorError,
+    FieldDescription,
     ItemOutcome,
     Record,
     RecordPage,
@@ -72,24 +73,6 @@ COMPUTED = ("createdOn", "lastUpdated", "lastPublished", "isDraft", "isArchived"
 FLAGS = ("isDraft", "isArchived")
 """Top-level item flags a write may set."""
 _ITEM_PARAM = re.compile(r"^items\[(\d+)\]")
-
-
-@dataclass(frozen=True)
-class FieldInfo:
-    slug: str
-    type: str
-    reference_target: str | None = None
-    """Reference / MultiReference: the collection id the values point into."""
-
-
-@dataclass(frozen=True)
-class CollectionInfo:
-    """A mapped collection as Webflow describes it, for ``publishd connectors check``."""
-
-    folder: str
-    collection_id: str
-    display_name: str
-    fields: tuple[FieldInfo, ...]
 
 
 class WebflowConnector(Connector):
@@ -324,7 +307,7 @@ class WebflowConnector(Connector):
         pages = await asyncio.gather(*(one(slug) for slug in sorted(slugs)))
         return _matching([r for page in pages for r in page], slugs)
 
-    async def describe(self) -> list[CollectionInfo]:
+    async def describe(self) -> list[CollectionDescription]:
         """Each mapped collection with its fields (a wrong id is an ``EntryRejected`` 404)."""
         infos = []
         for folder, collection_id in self._collections.items():
@@ -455,12 +438,12 @@ def _matching(records: Sequence[Record], slugs: set[str]) -> dict[str, Record]:
     return {r.field_data["slug"]: r for r in records if r.field_data.get("slug") in slugs}
 
 
-def _collection_info(folder: str, collection_id: str, answer: JsonValue) -> CollectionInfo:
+def _collection_info(folder: str, collection_id: str, answer: JsonValue) -> CollectionDescription:
     raw = answer.get("fields") if isinstance(answer, dict) else None
     if not isinstance(raw, list):
         raise TransientFailure(f"malformed collection {collection_id} from Webflow")
     fields = tuple(
-        FieldInfo(
+        FieldDescription(
             str(f.get("slug")),
             str(f.get("type")),
             (f.get("validations") or {}).get("collectionId")
@@ -470,7 +453,8 @@ def _collection_info(folder: str, collection_id: str, answer: JsonValue) -> Coll
         for f in raw
         if isinstance(f, dict)
     )
-    return CollectionInfo(folder, collection_id, str(answer.get("displayName") or ""), fields)
+    name = str(answer.get("displayName") or "")
+    return CollectionDescription(folder, collection_id, collection_id, name, fields)
 
 
 def _index(details: JsonValue, batch: int) -> int | None:

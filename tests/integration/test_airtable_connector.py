@@ -335,9 +335,9 @@ async def test_describe_lists_mapped_tables_with_fields_and_link_targets(fake: F
     async with airtable(fake, config={"tables": {"books": "Books", "gone": "Missing"}}) as c:
         books_info, missing = await c.describe()
     authors_id = fake.http.get("/_admin/tables/Authors").json()["id"]
-    assert books_info.name == "Books" and books_info.table_id is not None
+    assert books_info.name == "Books" and books_info.service_id is not None
     by_name = {f.name: f for f in books_info.fields}
     assert by_name["author"].type == "multipleRecordLinks"
-    assert by_name["author"].links_to == authors_id
-    assert by_name["title"].links_to is None
-    assert (missing.folder, missing.table_id) == ("gone", None)
+    assert by_name["author"].target == authors_id
+    assert by_name["title"].target is None
+    assert (missing.folder, missing.service_id) == ("gone", None)

@@ -18,7 +18,7 @@ import pytest
 
 from application.connector import EntryRejected, FatalConnectorError, TransientFailure
 from infrastructure.connectors.rate_limit import RateLimiter
-from infrastructure.connectors.webflow import CollectionInfo, WebflowConnector
+from infrastructure.connectors.webflow import WebflowConnector
 from infrastructure.fakes.webflow import WebflowFaults, create_app
 from tests.support.servers import running_server
 
@@ -150,12 +150,12 @@ async def test_describe_names_fields_and_reference_targets(fake: Fake) -> None:
     async with connector(fake) as c:
         infos = {info.folder: info for info in await c.describe()}
     books = infos["books"]
-    assert isinstance(books, CollectionInfo) and books.collection_id == BOOKS
-    fields = {f.slug: f for f in books.fields}
+    assert books.service_id == BOOKS
+    fields = {f.name: f for f in books.fields}
     assert {"name", "slug", "author", "editors"} <= set(fields)
-    assert fields["author"].reference_target == AUTHORS
+    assert fields["author"].target == AUTHORS
     assert fields["editors"].type == "MultiReference"
-    assert fields["name"].reference_target is None
+    assert fields["name"].target is None
 
 
 async def test_an_unmapped_folder_is_fatal(fake: Fake) -> None:
