@@ -96,9 +96,10 @@ def test_check_plan_publish_and_pull_from_the_command_line(
     with (
         running_server(make_fake()) as fake_url,
         serve_process(database, schema, runtime, tmp_path, env) as server,
+        httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Bearer {server.admin}"}, timeout=30
+        ) as api,
     ):
-        auth = {"Authorization": f"Bearer {server.admin}"}
-        api = httpx.Client(base_url=server.url, headers=auth, timeout=30)
         created = api.post("/workspaces", json={"id": "real", "connector": config_of(fake_url)})
         assert created.status_code == 201, created.text
         for folder, folder_schema in schemas.items():
