@@ -34,7 +34,7 @@ from application.connector import (
     RecordUpdate,
 )
 from application.records import record_to_file
-from application.upstream import guarded_update, version_of
+from application.upstream import changed_upstream, conflicts, guarded_update, version_of
 from domain.calls import Call
 from domain.entries import PipelineEntry
 from domain.errors import DomainError
@@ -134,15 +134,42 @@ async def send(
         items, found = await _already_created(connector, call, items)
         outcomes.extend(found)
     sender = _Batches(connector, call)
+    checked = [item for item in items if sender.reads_first(item)]
     batched = [item for item in items if not sender.reads_first(item)]
-    for item in items:
-        if sender.reads_first(item):  # no conditional writes: it is checked alone
-            outcomes.append(
-                await sender.alone(item, part_key(call.idempotency_key, [item.entry.path]))
-            )
+    if checked:  # no conditional writes: read the records, then write those unchanged
+        fine, refused = await _unchanged_upstream(connector, call.folder, checked)
+        outcomes.extend(refused)
+        batched.extend(fine)
     if batched:
         outcomes.extend(await sender.send(batched))
     return outcomes
+
+
+async def _unchanged_upstream(
+    connector: Connector, folder: str, items: list[_Item]
+) -> tuple[list[_Item], list[Outcome]]:
+    """Items whose records did not change upstream in a field they write, read in bulk
+    (``Connector.read_many``); the others fail ``changed_upstream`` (or as gone)."""
+    ids = [str(item.record_id) for item in items]
+    try:
+        upstream = await connector.read_many(folder, ids)
+    except ConnectorError as exc:
+        return [], [Outcome(item.key, error=exc) for item in items]
+    fine: list[_Item] = []
+    refused: list[Outcome] = []
+    for item, record_id in zip(items, ids, strict=True):
+        assert item.on_main is not None
+        record = upstream.get(record_id)
+        if record is None:
+            message = f"record {record_id} of {folder} no longer exists in the service"
+            refused.append(Outcome(item.key, error=EntryRejected(message)))
+            continue
+        found = conflicts(item.fields, item.entry.operation["fields"], item.on_main, record)
+        if found:
+            refused.append(Outcome(item.key, error=changed_upstream(found, folder, record_id)))
+        else:
+            fine.append(_Item(item.entry, item.fields, item.record_id))
+    return fine, refused
 
 
 async def _already_created(

@@ -104,8 +104,13 @@ async def _read(connector: Connector, folder: str, record_id: str) -> Record:
 
 def _refuse(found: list[JsonObject], folder: str, record_id: str) -> None:
     if found:
-        names = ", ".join(str(c["field"]) for c in found)
-        raise ChangedUpstream(
-            f"record {record_id} of {folder} changed upstream since main's copy in: {names}",
-            details=found,
-        )
+        raise changed_upstream(found, folder, record_id)
+
+
+def changed_upstream(found: list[JsonObject], folder: str, record_id: str) -> ChangedUpstream:
+    """The error of an entry whose fields ``found`` changed upstream (``conflicts``)."""
+    names = ", ".join(str(c["field"]) for c in found)
+    return ChangedUpstream(
+        f"record {record_id} of {folder} changed upstream since main's copy in: {names}",
+        details=found,
+    )

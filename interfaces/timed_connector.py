@@ -86,6 +86,9 @@ class TimedConnector(Connector):
             "update_many", self.inner.update_many(folder, items, idempotency_key)
         )
 
+    async def read_many(self, folder: str, record_ids: Sequence[str]) -> dict[str, Record]:
+        return await self._timed("read_many", self.inner.read_many(folder, record_ids))
+
     async def find_created(self, folder: str, items: Sequence[JsonObject]) -> list[Record | None]:
         return await self._timed("find_created", self.inner.find_created(folder, items))
 

@@ -40,6 +40,7 @@ import math
 import random
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from urllib.parse import quote
 
 from application.connector import (
@@ -269,34 +270,52 @@ class WebflowConnector(Connector):
         return _record(answer)
 
     async def find_created(self, folder: str, items: Sequence[JsonObject]) -> list[Record | None]:
-        """The item each create already made, found by its unique slug (None: not there).
-
-        One slug is one filtered GET. More: the first page of a listing, which
-        also gives the total; then whichever is fewer requests, the rest of
-        the listing or a filtered GET per slug still missing.
-        """
+        """The item each create already made, found by its unique slug (None: not there)."""
         slugs = [item.get("slug") for item in items]
         wanted = {s for s in slugs if isinstance(s, str) and s}
-        found: dict[str, Record] = {}
-        if len(wanted) == 1:
-            found = await self._by_slugs(folder, wanted)
-        elif wanted:
-            page = await self.list_page(folder, 0, PAGE)
-            found = _matching(page.records, wanted)
-            offset = len(page.records)
-            missing = wanted - set(found)
-            pages_left = math.ceil(max(0, page.total - offset) / PAGE)
-            if missing and pages_left and pages_left <= len(missing):
-                while offset < page.total and missing:
-                    more = await self.list_page(folder, offset, PAGE)
-                    if not more.records:
-                        break
-                    found.update(_matching(more.records, missing))
-                    missing -= set(found)
-                    offset += len(more.records)
-            elif missing and pages_left:
-                found.update(await self._by_slugs(folder, missing))
+        found = await self._look_up(folder, wanted, _slug_of, partial(self._by_slugs, folder))
         return [found.get(s) if isinstance(s, str) else None for s in slugs]
+
+    async def read_many(self, folder: str, record_ids: Sequence[str]) -> dict[str, Record]:
+        """The items of ``record_ids`` still there: read one by one or listed, whichever is
+        fewer requests (an upstream check of a batch of 100 edits is then a few pages)."""
+
+        async def one_by_one(ids: set[str]) -> dict[str, Record]:
+            return await Connector.read_many(self, folder, sorted(ids))
+
+        return await self._look_up(folder, set(record_ids), lambda r: r.id, one_by_one)
+
+    async def _look_up(
+        self,
+        folder: str,
+        wanted: set[str],
+        key: Callable[[Record], str | None],
+        one_by_one: Callable[[set[str]], Awaitable[dict[str, Record]]],
+    ) -> dict[str, Record]:
+        """Items by ``key`` in ``wanted``: one request each, or the collection's listing.
+
+        One is one request. More: the first page of the listing, which also
+        gives the total; then whichever is fewer requests, the rest of the
+        listing or one request per item still missing.
+        """
+        if len(wanted) <= 1:
+            return await one_by_one(wanted) if wanted else {}
+        page = await self.list_page(folder, 0, PAGE)
+        found = _matching(page.records, wanted, key)
+        offset = len(page.records)
+        missing = wanted - set(found)
+        pages_left = math.ceil(max(0, page.total - offset) / PAGE)
+        if missing and pages_left and pages_left <= len(missing):
+            while offset < page.total and missing:
+                more = await self.list_page(folder, offset, PAGE)
+                if not more.records:
+                    break
+                found.update(_matching(more.records, missing, key))
+                missing -= set(found)
+                offset += len(more.records)
+        elif missing and pages_left:
+            found.update(await one_by_one(missing))
+        return found
 
     async def _by_slugs(self, folder: str, slugs: set[str]) -> dict[str, Record]:
         async def one(slug: str) -> list[Record]:
@@ -434,8 +453,20 @@ def _records(answer: JsonValue, expected: int) -> list[Record]:
     return [_record(item) for item in items]
 
 
-def _matching(records: Sequence[Record], slugs: set[str]) -> dict[str, Record]:
-    return {r.field_data["slug"]: r for r in records if r.field_data.get("slug") in slugs}
+def _slug_of(record: Record) -> str | None:
+    slug = record.field_data.get("slug")
+    return slug if isinstance(slug, str) else None
+
+
+def _matching(
+    records: Sequence[Record], wanted: set[str], key: Callable[[Record], str | None] = _slug_of
+) -> dict[str, Record]:
+    found: dict[str, Record] = {}
+    for record in records:
+        value = key(record)
+        if value is not None and value in wanted:
+            found[value] = record
+    return found
 
 
 def _collection_info(folder: str, collection_id: str, answer: JsonValue) -> CollectionDescription:

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from application.connector import EntryRejected, FatalConnectorError, TransientFailure
+from application.connector import EntryRejected, FatalConnectorError, Record, TransientFailure
 from infrastructure.connectors.rate_limit import RateLimiter
 from infrastructure.connectors.webflow import WebflowConnector
 from infrastructure.fakes.webflow import WebflowFaults, create_app
@@ -323,6 +323,21 @@ async def test_find_created_looks_up_by_slug_or_by_listing(fake: Fake) -> None:
             None,
         ]
         assert fake.stats()["requests"] == 2  # a whole listing: two pages
+
+
+async def test_read_many_reads_a_batch_in_a_listings_few_requests(fake: Fake) -> None:
+    async with connector(fake) as c:
+        made = []
+        for start in (0, 100):
+            made += await c.create_many("books", [book(n) for n in range(start, start + 100)], "k")
+        ids = [*[r.id for r in made if isinstance(r, Record)][:150], "64f0000000000000000fffff"]
+        fake.reset_stats()
+        found = await c.read_many("books", ids)
+        assert set(found) == set(ids[:150])  # the unknown id is simply not there
+        assert fake.stats()["requests"] == 2  # two pages, not 151 reads
+        fake.reset_stats()
+        assert set(await c.read_many("books", ids[:1])) == set(ids[:1])
+        assert fake.stats()["requests"] == 1
 
 
 async def test_a_lost_delete_answer_is_not_an_error(fake: Fake) -> None:

@@ -205,3 +205,41 @@ def test_a_resent_create_on_a_service_without_keys_sends_only_what_does_not_exis
     assert len(service.records) == 10  # five found, five created: none twice
     assert {o.record.id for o in again[:5]} == {o.record.id for o in first[:5]}
     assert [size for _, size in service.requests] == [10, 5]
+
+
+class NoVersionsService(BulkService):
+    """No conditional writes (Webflow, Airtable): an upstream check reads the records."""
+
+    version_field = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bulk_reads: list[int] = []
+
+    async def read_many(self, folder: str, record_ids: Sequence[str]) -> dict[str, Record]:
+        self.bulk_reads.append(len(record_ids))
+        return {rid: self.records[rid] for rid in record_ids if rid in self.records}
+
+
+def test_without_conditional_writes_a_batch_is_read_once_and_written_once() -> None:
+    service = NoVersionsService()
+    service.records = {
+        f"r{n}": Record(f"r{n}", {"title": f"t{n}"}, {"lastUpdated": "v1"}) for n in range(5)
+    }
+    service.records["r3"] = Record("r3", {"title": "theirs"}, {"lastUpdated": "v2"})
+    entries, main = {}, {}
+    for n in range(6):  # r5 is gone upstream
+        op = {"type": "update", "folder": "books", "record_id": f"r{n}", "fields": {"title": "T"}}
+        entry = PipelineEntry(f"books/b{n}.json", Phase.EDIT, op, [], [], {"title": f"t{n}"})
+        entries[entry.key] = entry
+        main[entry.path] = {"id": f"r{n}", "title": f"t{n}"}
+    [[call]] = group_calls("p", 0, Phase.EDIT, entries.values(), service.batch_limits)
+
+    outcomes = {o.key: o for o in asyncio.run(send(service, call, entries, RecordIds({}), main))}
+
+    assert service.bulk_reads == [6]
+    assert [size for _, size in service.requests] == [4]  # one update of the four unchanged
+    assert outcomes["edit:books/b3.json"].error.code == "changed_upstream"
+    assert "no longer exists" in outcomes["edit:books/b5.json"].error.message
+    assert service.records["r3"].field_data["title"] == "theirs"
+    assert {service.records[f"r{n}"].field_data["title"] for n in (0, 1, 2, 4)} == {"T"}
