@@ -38,9 +38,11 @@ class BatchLimits:
     create: int = 1
     update: int = 1
     delete: int = 100
+    requests_per_delete: int = 1
+    """Requests one delete batch takes (a live Webflow delete: off the site, then the CMS)."""
 
     def __post_init__(self) -> None:
-        if min(self.create, self.update, self.delete) < 1:
+        if min(self.create, self.update, self.delete, self.requests_per_delete) < 1:
             raise ValueError("batch limits must be at least 1")
 
     def of(self, kind: str) -> int:
@@ -150,10 +152,13 @@ def calls_per_phase(
     by_phase: dict[Phase, list[PipelineEntry]] = {}
     for entry in entries:
         by_phase.setdefault(entry.phase, []).append(entry)
-    return {
+    counts = {
         phase: sum(len(wave) for wave in group_calls(pipeline_id, 0, phase, group, limits))
         for phase, group in by_phase.items()
     }
+    if Phase.DELETE in counts:
+        counts[Phase.DELETE] *= limits.requests_per_delete
+    return counts
 
 
 def group_calls(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 from domain.calls import BatchLimits
@@ -145,7 +146,10 @@ def credential_variables(config: Mapping[str, JsonValue]) -> list[str]:
 def batch_limits(config: Mapping[str, JsonValue]) -> BatchLimits:
     """The batch limits of the configured service (one record per request if unknown)."""
     kind = config.get("type")
-    return BATCH_LIMITS.get(kind, BatchLimits()) if isinstance(kind, str) else BatchLimits()
+    limits = BATCH_LIMITS.get(kind, BatchLimits()) if isinstance(kind, str) else BatchLimits()
+    if kind == "webflow" and config.get("live") is True:
+        return replace(limits, requests_per_delete=2)
+    return limits
 
 
 def request_rate(config: Mapping[str, JsonValue]) -> tuple[float, float] | None:

@@ -93,3 +93,23 @@ def test_only_fields_on_a_cycle_are_cut_and_a_self_pointer_is_one() -> None:
     assert cut["authors/a.json"] == frozenset({"mentor"})
     assert "authors/b.json" not in cut
     assert sum(len(f) for p, f in cut.items() if p != "authors/a.json") == 1  # one per cycle
+
+
+def test_a_live_webflow_delete_counts_its_two_requests() -> None:
+    from domain.connector_config import batch_limits
+
+    deletes = [
+        PipelineEntry(
+            f"books/d{n}.json",
+            Phase.DELETE,
+            {"type": "delete", "folder": "books", "record_id": f"r{n}", "page": 0},
+            [],
+            [],
+            {},
+        )
+        for n in range(3)
+    ]
+    live = batch_limits({"type": "webflow", "live": True})
+    staged = batch_limits({"type": "webflow", "live": False})
+    assert calls_per_phase(PIPELINE, deletes, live) == {Phase.DELETE: 2}
+    assert calls_per_phase(PIPELINE, deletes, staged) == {Phase.DELETE: 1}
