@@ -1,36 +1,52 @@
-"""Calls per publish: a large mixed draft, batched, against a sandbox allowing 60 requests/min.
+"""Calls per publish: a large mixed draft, batched, against a service at its request rate.
 
-``python -m bench.calls [--requests-per-minute 60]`` (needs ``PUBLISHD_DATABASE_URL``;
-works in its own schema and drops it). Issue #14: a service that allows one
-request a second makes a publish of 1,000 records cost a quarter of an hour if
-each record is a request, and seconds if a request carries a hundred. What a
-user waits for is requests, so this bench counts them.
+``python -m bench.calls [--service sandbox|webflow|airtable] [--requests-per-minute N]``
+(needs ``PUBLISHD_DATABASE_URL``; works in its own schema and drops it). The
+sandbox and the Webflow fake allow 60 requests per minute (``--requests-per-minute``
+changes it), the Airtable fake 5 per second with 30 s of refusals after an
+excess (``bench/services.py``: how each is seeded, limited and counted).
+
+Issue #14: a service that allows one request a second makes a publish of
+1,000 records cost a quarter of an hour if each record is a request, and
+seconds if a request carries a hundred. What a user waits for is requests, so
+this bench counts them.
 
 Main: 400 authors and 400 books (``book.author`` -> author), seeded into the
-sandbox and pulled. The draft: 500 new authors and 550 new books, each new book
+service and pulled. The draft: 500 new authors and 550 new books, each new book
 pointing at a new author and 50 new authors pointing back at their book
 (``favourite_book``: 50 two-record cycles); 250 retitled books and 50 renamed
 authors; 100 deleted authors that 100 books still point at (the planner adds
 reference-clearing edits, 50 of them on retitled books). The limit is turned
 on only after that setup (``PUT /_admin/faults``, which also starts a fresh
 window), and the workspace's connector learns the rate then too, so both
-windows and the sandbox's request count hold the run alone.
+windows and the service's request count hold the run alone.
 
-- ``calls``: requests the sandbox saw during the run. When nothing fails it
-  equals the plan's ``estimated_calls`` (``domain.calls.calls_per_phase``);
+- ``calls``: requests the service saw during the run. When nothing fails it
+  equals the plan's ``estimated_calls`` (``domain.calls.calls_per_phase``),
+  plus ``unplanned_calls``: the reads of the upstream check on a service
+  without conditional writes (below), which no plan can count in advance;
 - ``calls_lower_bound``: over each phase and folder, ⌈entries / batch limit⌉,
   counting in the backfill only the cycle fields of new records (an edit's
   backfill is a request a better plan might fold in, not a floor);
 - ``per_entry_calls``: what the same draft cost before batching: a request per
   edit and per create, one per delete page, and a backfill per new or edited
   file pointing at any new record (every new->new pointer was stripped from
-  its create then);
+  its create then). The same formula for every service, Airtable included:
+  its limit of 10 records a request caps the ratio near 13, reported as is;
 - ``wall_s``: ``request_run`` to the terminal state; ``responses_429``: the
-  sandbox's ``rate_limited`` count.
+  service's ``rate_limited`` count.
 
 Targets: calls ≤ 1.2 x lower bound, per_entry_calls / calls ≥ 20, no 429, and
-wall_s ≤ 1.3 x calls x 60 / requests_per_minute (no slower than pacing every
-call evenly); the exit status is 1 when one is missed.
+wall_s ≤ 1.3 x calls x window / requests per window (no slower than pacing
+every call evenly); the exit status is 1 when one is missed. The service's
+records are checked afterwards: every create applied once, every delete gone.
+
+``--on-upstream-change`` is the plan's policy (``fail`` by default, as in
+publishd). Webflow and Airtable have no conditional writes, so under ``fail``
+the records a batch of updates writes are read first (``Connector.read_many``:
+Webflow lists the collection when that is fewer requests, Airtable reads one
+by one) and the unchanged ones go out in one request. ``overwrite`` measures
+the batches alone; the bench prints how many updates were checked.
 """
 
 from __future__ import annotations
@@ -44,18 +60,15 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
-
-import httpx
 
 from bench.common import database_from_env, print_result, temporary_schema
-from bench.run import sandbox_process
+from bench.services import SERVICES, Service, service
 from domain.calls import BatchLimits, calls_per_phase, group_calls
 from domain.connector_config import batch_limits
 from domain.draft import Draft
 from domain.json_types import JsonObject
 from domain.pipeline import PublishPipeline
-from domain.plan import DELETE_PAGE_SIZE, PHASES, Phase
+from domain.plan import DELETE_PAGE_SIZE, PHASES, Phase, UpstreamPolicy
 from domain.pointers import ref_strings_by_field, target_of
 from domain.schema import FolderSchema
 from infrastructure.settings import Settings
@@ -66,16 +79,6 @@ USER = "alice"
 DRAFT_SAVE = 500
 """Draft files per save while setting up (well under the ~1,100-event save trap)."""
 SETUP_TIMEOUT_S = 120.0
-COLLECTIONS: dict[str, Any] = {
-    "authors": {"favourite_book": {"target": "books", "multiple": False}},
-    "books": {"author": {"target": "authors", "multiple": False}},
-}
-SCHEMAS: dict[str, Any] = {
-    "authors": {
-        "fields": [{"name": "favourite_book", "reference": True, "referenceTarget": "books"}]
-    },
-    "books": {"fields": [{"name": "author", "reference": True, "referenceTarget": "authors"}]},
-}
 KINDS = {Phase.EDIT: "update", Phase.CREATE: "create", Phase.DELETE: "delete"}
 """The request kind of each phase's entries (backfills are updates too)."""
 
@@ -130,31 +133,6 @@ class Table:
         print(f"{'total':<20}{figures[0]:>8}{figures[1]:>7}{figures[2]:>7}{figures[3]:>11}")
 
 
-def seed_sandbox(box: httpx.Client, shape: Shape, bulk: int) -> None:
-    """Main's records, written straight to the sandbox in bulk requests."""
-    for name, fields in COLLECTIONS.items():
-        box.put(f"/collections/{name}", json={"referenceFields": fields}).raise_for_status()
-    authors = [{"name": f"Author {a}", "slug": f"author-{a}"} for a in range(shape.authors)]
-    ids = _bulk_create(box, "authors", authors, bulk)
-    books = [
-        {"title": f"Book {b}", "slug": f"book-{b}", "author": ids[b % shape.authors]}
-        for b in range(shape.books)
-    ]
-    _bulk_create(box, "books", books, bulk)
-
-
-def _bulk_create(
-    box: httpx.Client, collection: str, items: list[JsonObject], bulk: int
-) -> list[str]:
-    ids: list[str] = []
-    for start in range(0, len(items), bulk):
-        body = {"items": [{"fieldData": fields} for fields in items[start : start + bulk]]}
-        response = box.post(f"/collections/{collection}/items", json=body)
-        response.raise_for_status()
-        ids.extend(str(item["id"]) for item in response.json()["items"])
-    return ids
-
-
 def pull_main(runtime: Runtime) -> None:
     pull = runtime.app.start_pull(WORKSPACE, None)
 
@@ -170,20 +148,15 @@ def pull_main(runtime: Runtime) -> None:
     asyncio.run(go())
 
 
-def draft_changes(runtime: Runtime, shape: Shape) -> dict[str, JsonObject | None]:
+def draft_changes(runtime: Runtime, shape: Shape, service: Service) -> dict[str, JsonObject | None]:
     """The draft of the module docstring, path -> content (None: deleted)."""
     changes: dict[str, JsonObject | None] = {}
     for j in range(shape.new_authors):
-        author: JsonObject = {"name": f"New author {j}", "slug": f"new-author-{j}"}
-        if j < shape.cycles:
-            author["favourite_book"] = f"@/books/new-book-{j}.json"
-        changes[f"authors/new-author-{j}.json"] = author
+        favourite = f"books/new-book-{j}.json" if j < shape.cycles else None
+        changes[f"authors/new-author-{j}.json"] = service.author(j, favourite)
     for i in range(shape.new_books):
-        changes[f"books/new-book-{i}.json"] = {
-            "title": f"New book {i}",
-            "slug": f"new-book-{i}",
-            "author": f"@/authors/new-author-{i % shape.new_authors}.json",
-        }
+        author = f"authors/new-author-{i % shape.new_authors}.json"
+        changes[f"books/new-book-{i}.json"] = service.book(i, author)
     edited = {f"books/book-{b}.json": "title" for b in shape.retitled_books}
     edited |= {f"authors/author-{a}.json": "name" for a in shape.renamed_authors}
     runtime.app.catch_up()
@@ -267,7 +240,8 @@ def run(runtime: Runtime, pipeline_id: str, deadline_s: float) -> float:
     try:
         state = asyncio.run(go())
     except TimeoutError:
-        raise SystemExit(f"the run did not end within {deadline_s:.0f} s") from None
+        counts = runtime.app.pipeline(pipeline_id).counts()
+        raise SystemExit(f"the run did not end within {deadline_s:.0f} s: {counts}") from None
     elapsed = time.perf_counter() - started
     if state != "completed":
         counts = runtime.app.pipeline(pipeline_id).counts()
@@ -275,68 +249,92 @@ def run(runtime: Runtime, pipeline_id: str, deadline_s: float) -> float:
     return elapsed
 
 
-def check_sandbox(box: httpx.Client, shape: Shape) -> None:
-    """The sandbox holds what the draft says: every create applied once, every delete gone."""
+def guarded_updates(pipeline: PublishPipeline, policy: UpstreamPolicy, target: Service) -> int:
+    """Updates of existing records the run reads first and sends one by one.
+
+    With ``on_upstream_change=fail`` and no conditional writes on the service,
+    each such update is checked against the service's copy on its own
+    (``application.upstream``): a read and a write, outside every batch.
+    """
+    if policy != UpstreamPolicy.FAIL or target.conditional_writes:
+        return 0
+    return sum(
+        1
+        for entry in pipeline.entries.values()
+        if entry.operation.get("type") == "update" and entry.operation.get("record_id")
+    )
+
+
+def check_service(service: Service, shape: Shape) -> None:
+    """The service holds what the draft says: every create applied once, every delete gone."""
     expected = {
         "authors": shape.authors - len(shape.deleted_authors) + shape.new_authors,
         "books": shape.books + shape.new_books,
     }
+    totals = service.totals()
     for name, count in expected.items():
-        response = box.get(f"/collections/{name}/items", params={"limit": 1})
-        total = response.raise_for_status().json()["total"]
-        if total != count:
-            raise SystemExit(f"the sandbox holds {total} {name}, not {count}")
+        if totals[name] != count:
+            raise SystemExit(f"{service.name} holds {totals[name]} {name}, not {count}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests-per-minute", type=int, default=60)
+    parser.add_argument("--service", choices=sorted(SERVICES), default="sandbox")
+    parser.add_argument(
+        "--requests-per-minute", type=int, default=None, help="sandbox, webflow: 60 by default"
+    )
+    parser.add_argument(
+        "--on-upstream-change", choices=[p.value for p in UpstreamPolicy], default="fail"
+    )
     args = parser.parse_args()
-    rate, shape = args.requests_per_minute, Shape()
+    target, shape = service(args.service, args.requests_per_minute), Shape()
+    rate, policy = target.rate, UpstreamPolicy(args.on_upstream_change)
 
     database = database_from_env()
-    with temporary_schema(database, "bench_calls") as schema, sandbox_process() as url:
+    with temporary_schema(database, "bench_calls") as schema, target.running():
         runtime = Runtime.build(Settings(database_url=database.conninfo, db_schema=schema))
         stop = threading.Event()
         projections = threading.Thread(target=runtime.run_projections, args=(stop,))
         projections.start()
-        box = httpx.Client(base_url=url, timeout=10)
         try:
-            connector: JsonObject = {"type": "sandbox", "base_url": url}
+            connector = target.connector(setup=True)
             limits = batch_limits(connector)
-            seed_sandbox(box, shape, limits.create)
+            target.seed(shape.authors, shape.books)
             app = runtime.app
             app.create_workspace(WORKSPACE, connector)
-            for folder, folder_schema in SCHEMAS.items():
+            for folder, folder_schema in target.schemas.items():
                 app.register_schema(WORKSPACE, folder, folder_schema)
             pull_main(runtime)
-            app.change_connector(WORKSPACE, {**connector, "requests_per_minute": rate})
-            changes = draft_changes(runtime, shape)
+            app.change_connector(WORKSPACE, target.connector(setup=False))
+            changes = draft_changes(runtime, shape, target)
             write_draft(runtime, changes)
-            pipeline = app.plan(WORKSPACE, USER)
+            pipeline = app.plan(WORKSPACE, USER, on_upstream_change=policy)
             schemas = app.workspace(WORKSPACE).folder_schemas()
             table = phase_table(pipeline, changes, schemas, limits)
             per_phase = calls_per_phase(pipeline.pipeline_id, pipeline.entries.values(), limits)
             estimated = sum(per_phase.values())
+            guarded = guarded_updates(pipeline, policy, target)
 
-            faults = {"rate_limit": rate, "rate_window_s": 60}
-            box.put("/_admin/faults", json=faults).raise_for_status()
-            box.delete("/_admin/stats").raise_for_status()
-            wall_s = run(runtime, pipeline.pipeline_id, 60 + 3 * estimated * 60 / rate)
-            stats = box.get("/_admin/stats").raise_for_status().json()
-            box.put("/_admin/faults", json={}).raise_for_status()
-            check_sandbox(box, shape)
+            target.limit(True)
+            target.reset_stats()
+            paced_estimate_s = (estimated + 2 * guarded) * rate.window_s / rate.requests
+            wall_s = run(runtime, pipeline.pipeline_id, 60 + 3 * paced_estimate_s)
+            counts = target.counts()
+            target.limit(False)
+            check_service(target, shape)
         finally:
-            box.close()
             stop.set()
             projections.join(timeout=30)
             runtime.close()
 
-    calls, responses_429 = int(stats.get("requests", 0)), int(stats.get("rate_limited", 0))
+    calls, responses_429 = counts.requests, counts.rate_limited
+    unplanned = calls - estimated
     lower, per_entry = table.total("lower_bound"), table.total("per_entry")
-    paced_s = calls * 60 / rate
+    paced_s = calls * rate.window_s / rate.requests
     targets = {
-        "calls == estimated_calls": calls == estimated,
+        "calls == estimated_calls (+ upstream-check reads)": (
+            calls == estimated if not guarded else calls >= estimated
+        ),
         "calls <= 1.2 x calls_lower_bound": calls <= 1.2 * lower,
         "per_entry_calls / calls >= 20": per_entry >= 20 * calls,
         "responses_429 == 0": responses_429 == 0,
@@ -344,20 +342,32 @@ def main() -> None:
     }
     table.show()
     print(f"calls: {calls} sent, {estimated} estimated by the plan, {lower} lower bound")
+    if unplanned:
+        print(f"{unplanned} requests the plan does not count (reads of the upstream check)")
     print(f"calls / lower bound {calls / lower:.2f}; per-entry / calls {per_entry / calls:.1f}")
-    print(f"wall {wall_s:.2f} s at {rate}/min ({wall_s / paced_s:.2f} of {paced_s:.0f} s paced)")
-    print(f"sandbox: {responses_429} responses 429, {stats.get('bulk_creates', 0)} bulk creates")
+    print(f"wall {wall_s:.2f} s at {rate} ({wall_s / paced_s:.2f} of {paced_s:.0f} s paced)")
+    print(f"{target.name}: {responses_429} responses 429, {counts.duplicates} duplicates")
+    if guarded:
+        print(
+            f"{guarded} updates of existing records were checked against the service's copy "
+            f"({target.name} has no conditional writes, on_upstream_change={policy}): "
+            f"their records read in bulk before each batch"
+        )
     for name, met in targets.items():
         print(f"{'met   ' if met else 'MISSED'} {name}")
     print_result(
+        service=target.name,
+        on_upstream_change=str(policy),
         entries=len(pipeline.entries),
         calls=calls,
         calls_lower_bound=lower,
         per_entry_calls=per_entry,
         wall_s=round(wall_s, 2),
-        requests_per_minute=rate,
+        requests_per_minute=round(rate.per_minute),
+        rate=str(rate),
         responses_429=responses_429,
         estimated_calls=estimated,
+        unplanned_calls=unplanned,
         targets_met=all(targets.values()),
     )
     if not all(targets.values()):
