@@ -44,9 +44,10 @@ records are checked afterwards: every create applied once, every delete gone.
 ``--on-upstream-change`` is the plan's policy (``fail`` by default, as in
 publishd). Webflow and Airtable have no conditional writes, so under ``fail``
 the records a batch of updates writes are read first (``Connector.read_many``:
-Webflow lists the collection when that is fewer requests, Airtable reads one
-by one) and the unchanged ones go out in one request. ``overwrite`` measures
-the batches alone; the bench prints how many updates were checked.
+Webflow lists the collection when that is fewer requests, Airtable reads 50
+records a request through ``filterByFormula``) and the unchanged ones go out
+in one request. ``overwrite`` measures the batches alone; the bench prints how
+many updates were checked.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import string
 import time
 from collections import Counter
@@ -441,6 +442,23 @@ def _records_param(request: Request) -> list[str]:
     return request.query_params.getlist("records[]") or request.query_params.getlist("records")
 
 
+_BY_IDS = re.compile(
+    r"OR\((RECORD_ID\(\)='rec[A-Za-z0-9]{14}'(?:,\s*)?)+\)|RECORD_ID\(\)='rec[A-Za-z0-9]{14}'"
+)
+
+
+def _filtered(table: _Table, formula: str, size: int) -> list[JsonObject]:
+    """The records a ``filterByFormula`` picks. The fake knows one kind of formula, the one
+    publishd sends: ``OR(RECORD_ID()='rec…', …)`` (or one ``RECORD_ID()='rec…'``)."""
+    if not _BY_IDS.fullmatch(formula.strip()):
+        raise _invalid("INVALID_FILTER_BY_FORMULA", "the fake only filters by RECORD_ID()")
+    ids = re.findall(r"rec[A-Za-z0-9]{14}", formula)
+    rows = [table.rows[i] for i in dict.fromkeys(ids) if i in table.rows]
+    if len(rows) > size:
+        raise _invalid("INVALID_REQUEST_UNKNOWN", "the fake pages no filtered listing")
+    return [r.to_json() for r in rows]
+
+
 def _page_size(request: Request) -> int:
     raw = request.query_params.get("pageSize", str(MAX_PAGE_SIZE))
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
@@ -484,6 +502,9 @@ def create_app(
         b = base(request)
         table = b.table(request.path_params["table"])
         size = _page_size(request)
+        formula = request.query_params.get("filterByFormula")
+        if formula is not None:
+            return _answer(200, {"records": _filtered(table, formula, size)})
         cursor = request.query_params.get("offset")
         start = cursors.resolve(table, cursor, gate.faults.cursor_ttl_s) if cursor else 0
         rows = list(table.rows.values())[start : start + size]

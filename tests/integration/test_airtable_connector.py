@@ -136,6 +136,19 @@ async def test_create_update_read_list_delete(fake: Fake) -> None:
     assert fake.stats()["creates"] == 3
 
 
+async def test_read_many_reads_fifty_records_a_request(fake: Fake) -> None:
+    async with airtable(fake) as c:
+        made = []
+        for start in range(0, 60, 10):
+            made += await c.create_many("books", books(10, start), "k")
+        ids = [r.id for r in made if not isinstance(r, Exception)]
+        before = fake.stats()["requests"]
+        found = await c.read_many("books", [*ids, "recNOSUCHRECORD00"])
+        assert set(found) == set(ids)  # the unknown record is simply not there
+        assert fake.stats()["requests"] - before == 2  # 61 ids: 50 + 11
+        assert found[ids[7]].field_data == made[7].field_data  # type: ignore[union-attr]
+
+
 async def test_sent_empty_values_come_back_as_sent(fake: Fake) -> None:
     async with airtable(fake) as c:
         fields = {"slug": "e", "title": "T", "subtitle": "", "done": False, "author": []}
