@@ -40,7 +40,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -207,10 +207,16 @@ def kill_after_requests(
 
 
 @contextmanager
-def worker_process(database: Database, schema: str, name: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``publishd worker`` as a real process on the lab's schema; killed at the end if alive."""
+def worker_process(
+    database: Database, schema: str, name: str, extra_env: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``publishd worker`` as a real process on the lab's schema; killed at the end if alive.
+
+    ``extra_env``: more of its environment (a connector's token variable, say).
+    """
     env = {
         **os.environ,
+        **(extra_env or {}),
         "PUBLISHD_DATABASE_URL": database.conninfo,
         "PUBLISHD_DB_SCHEMA": schema,
         "PUBLISHD_LEASE_SECONDS": str(LEASE_SECONDS),

@@ -18,17 +18,13 @@ book pointing at its author, and the pipeline completed.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 
 import pytest
 
+from bench.reliability import LEASE_SECONDS, wait_until, worker_process
 from domain.entries import EntryStatus
 from domain.states import TERMINAL_STATES
 from infrastructure.postgres.database import Database
@@ -38,7 +34,6 @@ from tests.support.services import KINDS, Service, service
 
 pytestmark = pytest.mark.timeout(90)
 
-LEASE_SECONDS = 2
 LATENCY_S = 0.4
 NEW_AUTHORS, NEW_BOOKS = 10, 30
 KILL_AFTER = {"sandbox": 1, "webflow": 1, "airtable": 2}
@@ -62,41 +57,6 @@ def runtime(database: Database, schema: str) -> Iterator[Runtime]:
         stop.set()
         projector.join(timeout=10)
         runtime.close()
-
-
-@contextmanager
-def worker_process(
-    database: Database, schema: str, svc: Service, name: str
-) -> Iterator[subprocess.Popen[bytes]]:
-    """``publishd worker`` on this test's schema, the token in its env; stopped at the end."""
-    env = {
-        **os.environ,
-        **svc.env(),
-        "PUBLISHD_DATABASE_URL": database.conninfo,
-        "PUBLISHD_DB_SCHEMA": schema,
-        "PUBLISHD_LEASE_SECONDS": str(LEASE_SECONDS),
-        "PUBLISHD_WORKER_CONCURRENCY": "8",
-    }
-    command = [sys.executable, "-m", "interfaces.cli", "worker", "--name", name]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 def prepare(runtime: Runtime, svc: Service) -> str:
@@ -158,7 +118,7 @@ def test_a_killed_worker_is_resumed_without_duplicates_or_lost_outcomes(
         svc.set_latency(LATENCY_S)
         runtime.app.request_run(pipeline_id)
 
-        with worker_process(database, schema, svc, "doomed") as doomed:
+        with worker_process(database, schema, "doomed", svc.env()) as doomed:
             wait_until(
                 lambda: svc.requests() >= KILL_AFTER[kind] or doomed.poll() is not None,
                 30,
@@ -172,7 +132,7 @@ def test_a_killed_worker_is_resumed_without_duplicates_or_lost_outcomes(
         wait_until(
             lambda: unrecorded(runtime, svc, pipeline_id) > 0, 5, "the write in flight to land"
         )
-        with worker_process(database, schema, svc, "resumer"):
+        with worker_process(database, schema, "resumer", svc.env()):
             wait_until(
                 lambda: state(runtime, pipeline_id) in TERMINAL_STATES,
                 40,
