@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -30,6 +29,7 @@ from domain.states import TERMINAL_STATES
 from infrastructure.postgres.database import Database
 from infrastructure.settings import Settings
 from interfaces.bootstrap import Runtime
+from tests.support.publishing import projecting_runtime
 from tests.support.services import KINDS, Service, service
 
 pytestmark = pytest.mark.timeout(90)
@@ -47,16 +47,8 @@ def runtime(database: Database, schema: str) -> Iterator[Runtime]:
     settings = Settings(
         database_url=database.conninfo, db_schema=schema, lease_seconds=LEASE_SECONDS
     )
-    runtime = Runtime.build(settings)
-    stop = threading.Event()
-    projector = threading.Thread(target=runtime.run_projections, args=(stop,), daemon=True)
-    projector.start()
-    try:
-        yield runtime
-    finally:
-        stop.set()
-        projector.join(timeout=10)
-        runtime.close()
+    with projecting_runtime(settings) as rt:
+        yield rt
 
 
 def prepare(runtime: Runtime, svc: Service) -> str:

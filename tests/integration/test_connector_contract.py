@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +26,7 @@ from infrastructure.connectors.rate_limit import RateLimiters
 from infrastructure.postgres.database import Database
 from infrastructure.settings import Settings
 from interfaces.bootstrap import Runtime
+from tests.support.publishing import projecting_runtime
 from tests.support.services import KINDS, Row, Service, service
 
 pytestmark = pytest.mark.timeout(120)
@@ -42,16 +42,8 @@ def svc(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iter
 
 @pytest.fixture
 def runtime(database: Database, schema: str) -> Iterator[Runtime]:
-    runtime = Runtime.build(Settings(database_url=database.conninfo, db_schema=schema))
-    stop = threading.Event()
-    projector = threading.Thread(target=runtime.run_projections, args=(stop,), daemon=True)
-    projector.start()
-    try:
-        yield runtime
-    finally:
-        stop.set()
-        projector.join(timeout=10)
-        runtime.close()
+    with projecting_runtime(Settings(database_url=database.conninfo, db_schema=schema)) as rt:
+        yield rt
 
 
 # -- driving publishd ---------------------------------------------------------------------

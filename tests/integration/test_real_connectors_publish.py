@@ -10,7 +10,6 @@ variable the workspace config names; it is in no event.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +22,7 @@ from infrastructure.postgres.database import Database
 from infrastructure.settings import Settings
 from interfaces.bootstrap import Runtime
 from interfaces.connectors_check import Report, check
+from tests.support.publishing import projecting_runtime
 from tests.support.servers import running_server
 
 pytestmark = pytest.mark.timeout(120)
@@ -85,16 +85,8 @@ SCHEMAS: dict[str, Any] = {
 
 @pytest.fixture
 def runtime(database: Database, schema: str) -> Iterator[Runtime]:
-    runtime = Runtime.build(Settings(database_url=database.conninfo, db_schema=schema))
-    stop = threading.Event()
-    projector = threading.Thread(target=runtime.run_projections, args=(stop,), daemon=True)
-    projector.start()
-    try:
-        yield runtime
-    finally:
-        stop.set()
-        projector.join(timeout=10)
-        runtime.close()
+    with projecting_runtime(Settings(database_url=database.conninfo, db_schema=schema)) as rt:
+        yield rt
 
 
 def pull(runtime: Runtime, workspace: str) -> str:

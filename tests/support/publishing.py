@@ -197,19 +197,25 @@ class Harness:
 
 
 @contextmanager
-def harness(database: Database, schema: str, **faults: Any) -> Iterator[Harness]:
-    settings = Settings(database_url=database.conninfo, db_schema=schema)
+def projecting_runtime(settings: Settings) -> Iterator[Runtime]:
+    """A runtime on ``settings`` with its projections running in a thread, as in ``serve``."""
     runtime = Runtime.build(settings)
     stop = threading.Event()
     projector = threading.Thread(target=runtime.run_projections, args=(stop,), daemon=True)
     projector.start()
     try:
-        with running_server(create_app(None)) as url:
-            h = Harness(runtime, url)
-            if faults:
-                h.set_faults(**faults)
-            yield h
+        yield runtime
     finally:
         stop.set()
         projector.join(timeout=10)
         runtime.close()
+
+
+@contextmanager
+def harness(database: Database, schema: str, **faults: Any) -> Iterator[Harness]:
+    settings = Settings(database_url=database.conninfo, db_schema=schema)
+    with projecting_runtime(settings) as runtime, running_server(create_app(None)) as url:
+        h = Harness(runtime, url)
+        if faults:
+            h.set_faults(**faults)
+        yield h
