@@ -15,10 +15,15 @@ are the server's.
 2. live: one subscriber; ``BENCH_LIVE_EVENTS`` commits of one event each,
    ~100/s; latency = client receive time - time the save returned (commit).
    Baseline: PostgreSQL NOTIFY -> LISTEN latency on the same server.
-3. fan-out: 50 pipelines x 20 subscribers = 1,000 streams in one server
-   process, 200 events/s written in total for ``BENCH_FANOUT_SECONDS`` (by two
-   writer processes, 100 commits/s each, one event per commit);
-   every subscriber must receive every event of its pipeline exactly once.
+3. fan-out: 100 pipelines x 20 subscribers = 2,000 streams in one server
+   process, 400 events/s written in total for ``BENCH_FANOUT_SECONDS`` (by four
+   writer processes, 100 commits/s each, one event per commit): 8,000
+   deliveries/s; every subscriber must receive every event of its pipeline
+   exactly once. It runs once per server flavour of ``BENCH_SSE_SERVERS``
+   (default ``h11,httptools``): uvicorn's pure-Python stack (asyncio + h11,
+   what ``publishd serve`` runs) beside ``uvicorn[standard]``'s (uvloop +
+   httptools), each against a server process of its own, so the two are
+   measured side by side in one run.
 
 The wall clock (``time.time``) times commits and receipts: both happen in this
 process. Everything runs in a throwaway schema, dropped at the end.
@@ -55,10 +60,11 @@ from infrastructure.postgres.tokens import TokenStore
 REPLAY_EVENTS = int(os.environ.get("BENCH_REPLAY_EVENTS", "100000"))
 REPLAY_RUNS = 3
 LIVE_EVENTS = int(os.environ.get("BENCH_LIVE_EVENTS", "500"))
-FANOUT_PIPELINES = 50
-FANOUT_PER_PIPELINE = 20
-FANOUT_RATE = 200.0
-FANOUT_WRITERS = 2  # processes sharing the pipelines: one cannot always commit 200/s on a busy box
+FANOUT_PIPELINES = int(os.environ.get("BENCH_FANOUT_PIPELINES", "100"))
+FANOUT_PER_PIPELINE = int(os.environ.get("BENCH_FANOUT_PER_PIPELINE", "20"))
+FANOUT_RATE = float(os.environ.get("BENCH_FANOUT_RATE", "400"))
+FANOUT_WRITERS = 4  # processes sharing the pipelines: one cannot always commit 100+/s on a busy box
+SERVERS = os.environ.get("BENCH_SSE_SERVERS", "h11,httptools").split(",")
 FANOUT_SECONDS = float(os.environ.get("BENCH_FANOUT_SECONDS", "10"))
 WORKER = "bench"
 REPLAY_DEADLINE_S = 60 + REPLAY_EVENTS / 1_000  # each run; measured at 10k-64k events/s
@@ -361,9 +367,9 @@ def main() -> None:
         tokens.open()
         tokens.create_tables()
         token = tokens.create_token(None, [], admin=True)
-        server = Server(database, schema, table)
+        server = Server(database, schema, table, SERVERS[0])
+        figures: dict[str, Any] = {"servers": SERVERS}
         try:
-            figures: dict[str, Any] = {}
             figures |= measure_replay(database, store, server, token, schema, table)
             print(f"replay: {figures['replay_events_per_s']:,.0f} events/s", flush=True)
             figures |= notify_baseline(database)
@@ -372,7 +378,18 @@ def main() -> None:
                 f"live: p50 {figures['live_p50_ms']:.1f} ms, p99 {figures['live_p99_ms']:.1f} ms",
                 flush=True,
             )
-            figures |= measure_fanout(database, store, schema, server, token)
+            for flavour in SERVERS:
+                if flavour != server.flavour:
+                    server.stop()
+                    server = Server(database, schema, table, flavour)
+                fanout = measure_fanout(database, store, schema, server, token)
+                print(
+                    f"fan-out ({flavour}): {fanout['subscribers']} subscribers, "
+                    f"p99 {fanout['fanout_p99_ms']:.0f} ms, "
+                    f"{fanout['fanout_subscribers_missing_events']} missing events",
+                    flush=True,
+                )
+                figures |= {f"{flavour}_{name}": value for name, value in fanout.items()}
         except BenchFailure as failure:
             if (code := server.process.poll()) is not None:
                 failure.add_note(f"the stream server had exited with code {code}")

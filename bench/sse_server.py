@@ -1,5 +1,9 @@
 """The stream server of ``bench.sse``: the streams app alone, in its own process.
 
+It runs on publishd's own uvicorn configuration (``uvicorn_config``: the
+bounded protocol on the chosen HTTP parser and event loop), so a flavour's
+figure is what ``publishd serve`` would do with those settings.
+
 Its own process so that the benchmark's client and writers never share its
 GIL; the parent binds the listening socket, so clients may connect before
 uvicorn is up (their connections queue in the backlog).
@@ -14,9 +18,16 @@ from typing import Any
 
 from infrastructure.postgres.database import Database
 from infrastructure.postgres.tokens import TokenStore
+from infrastructure.settings import Settings
+
+FLAVOURS: dict[str, dict[str, str]] = {
+    "h11": {"event_loop": "asyncio", "http_stack": "h11"},  # pure Python
+    "httptools": {"event_loop": "uvloop", "http_stack": "httptools"},  # publishd's default
+}
+"""uvicorn's two stacks, by the name ``BENCH_SSE_SERVERS`` uses, as publishd's settings."""
 
 
-def serve(fd: int, conninfo: str, schema: str, table: str) -> None:
+def serve(fd: int, conninfo: str, schema: str, table: str, flavour: str) -> None:
     """Run in the subprocess: the streams app on an inherited listening socket."""
     from contextlib import asynccontextmanager
 
@@ -28,6 +39,7 @@ def serve(fd: int, conninfo: str, schema: str, table: str) -> None:
     from interfaces.http.errors import install_error_handlers
     from interfaces.http.stream_limits import StreamLimits
     from interfaces.http.streams import stream_routes
+    from interfaces.server import uvicorn_config
 
     feed = EventFeed(conninfo, schema=schema, table=table, pool_size=8)
     tokens = TokenStore(conninfo, schema)
@@ -45,16 +57,19 @@ def serve(fd: int, conninfo: str, schema: str, table: str) -> None:
     limits = StreamLimits(per_token=10_000)
     app = Starlette(routes=stream_routes(feed, authenticator, limits=limits), lifespan=lifespan)
     install_error_handlers(app)
-    uvicorn.run(
-        app, fd=fd, log_level="warning", access_log=False, backlog=2048, timeout_graceful_shutdown=1
-    )
+    settings = Settings.model_validate(FLAVOURS[flavour] | {"max_connections": 10_000})
+    config = uvicorn_config(app, settings, fd=fd, backlog=4096, timeout_graceful_shutdown=1)
+    uvicorn.Server(config).run()
 
 
 class Server:
-    def __init__(self, database: Database, schema: str, table: str) -> None:
+    def __init__(self, database: Database, schema: str, table: str, flavour: str = "h11") -> None:
+        if flavour not in FLAVOURS:
+            raise ValueError(f"unknown server flavour {flavour!r}: one of {', '.join(FLAVOURS)}")
+        self.flavour = flavour
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(2048)  # connections queue here until uvicorn accepts them
+        self.sock.listen(4096)  # connections queue here until uvicorn accepts them
         self.port = self.sock.getsockname()[1]
         fd = self.sock.fileno()
         self.process = subprocess.Popen(
@@ -66,6 +81,7 @@ class Server:
                 database.conninfo,
                 schema,
                 table,
+                flavour,
             ],
             pass_fds=[fd],
         )
@@ -77,4 +93,4 @@ class Server:
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]), *sys.argv[2:5])
+    serve(int(sys.argv[1]), *sys.argv[2:6])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -15,6 +16,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".publishd")
     db_schema: str = "publishd"
     pool_size: int = 8
+    database_timeout_seconds: float = 5.0
+    """Longest wait for a database connection; past it (or while the database is known to be
+    down) a request is answered 503 ``unavailable``."""
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -44,9 +48,27 @@ class Settings(BaseSettings):
     """A connection must deliver a whole request head this soon after it opens (or goes idle)."""
     body_timeout_seconds: float = 30.0
     """Longest wait for the next piece of a request body before answering 408."""
+    http_stack: Literal["httptools", "h11"] = "httptools"
+    """uvicorn's HTTP parser: httptools (C) or h11 (pure Python); ``bench.sse`` compares them."""
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    """``auto``: uvloop where it is installed (a dependency on Linux and macOS), else asyncio."""
     keep_alive_seconds: float = 5.0
     """An idle keep-alive connection is closed after this long."""
     max_connections: int = 1000
     """Open connections beyond this are answered 503 and closed at once."""
     max_drain_bytes: int = 16 * 1024 * 1024
     """How much of an over-limit body is read and discarded so the client can read its 413."""
+
+    webhook_allow_private: bool = False
+    """Let webhooks reach loopback, private and link-local addresses (off: the SSRF guard)."""
+    webhook_timeout_seconds: float = 10.0
+    """A receiver that has not answered an attempt this soon is retried."""
+    webhook_retry_base_seconds: float = 1.0
+    """The first retry's delay; each later one doubles (with jitter) up to the maximum."""
+    webhook_retry_max_seconds: float = 3600.0
+    webhook_retry_window_seconds: float = 24 * 3600.0
+    """How long a delivery is retried before it is ``failed``."""
+    webhook_lease_seconds: float = 30.0
+    """How long an attempt holds its delivery; a dead worker's is taken over after it."""
+    webhook_poll_seconds: float = 0.5
+    """How often a delivery worker looks for new terminal events and due deliveries."""

@@ -6,12 +6,13 @@ import asyncio
 import signal
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h11
 import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from infrastructure.settings import Settings
 from interfaces.bootstrap import Runtime, build_http_app
@@ -60,10 +61,14 @@ class _CutOffAfterClose:
         return getattr(self._transport, name)
 
 
-def guarded_protocol(
-    header_timeout: float, max_connections: int, stall_timeout: float
-) -> type[H11Protocol]:
-    """uvicorn's h11 protocol, with the bounds uvicorn lacks.
+if TYPE_CHECKING:  # the checker sees the bounds as the h11 protocol they extend
+    _Protocol = H11Protocol
+else:
+    _Protocol = object
+
+
+class _Bounded(_Protocol):
+    """The bounds uvicorn lacks, over either of its HTTP/1.1 protocols.
 
     uvicorn times out only an idle keep-alive connection after a response: a
     connection that never sends its request head (or sends half of it) would
@@ -75,66 +80,106 @@ def guarded_protocol(
     ``stall_timeout``) is cut off: closing alone would wait for it to read.
     """
 
-    class GuardedH11Protocol(H11Protocol):
-        _head_timer: asyncio.TimerHandle | None = None
-        _stall_timer: asyncio.TimerHandle | None = None
+    header_timeout: float
+    max_connections: int
+    stall_timeout: float
+    _head_timer: asyncio.TimerHandle | None = None
+    _stall_timer: asyncio.TimerHandle | None = None
 
-        def pause_writing(self) -> None:
-            super().pause_writing()
-            if self._stall_timer is None:
-                self._stall_timer = self.loop.call_later(stall_timeout, self.transport.abort)
+    def _head_started(self) -> bool:
+        """Whether the request under way has sent its whole head (or none is expected)."""
+        raise NotImplementedError
 
-        def resume_writing(self) -> None:
-            super().resume_writing()
-            if self._stall_timer is not None:
-                self._stall_timer.cancel()
-                self._stall_timer = None
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._stall_timer is None:
+            self._stall_timer = self.loop.call_later(self.stall_timeout, self.transport.abort)
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            guarded = _CutOffAfterClose(transport, self.loop, stall_timeout)
-            super().connection_made(guarded)  # type: ignore[arg-type]
-            if len(self.connections) > max_connections:
-                transport.write(_REFUSED)
-                transport.close()
-                return
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        guarded = _CutOffAfterClose(transport, self.loop, self.stall_timeout)
+        super().connection_made(guarded)  # type: ignore[arg-type]
+        if len(self.connections) > self.max_connections:
+            transport.write(_REFUSED)
+            transport.close()
+            return
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._head_started():
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
             self._arm()
-
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            self._disarm_once_started()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if not self.transport.is_closing():
-                self._arm()
-                self._disarm_once_started()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            if self._stall_timer is not None:
-                self._stall_timer.cancel()
-                self._stall_timer = None
-            super().connection_lost(exc)
-
-        def _arm(self) -> None:
-            self._disarm()
-            self._head_timer = self.loop.call_later(header_timeout, self._too_slow)
-
-        def _disarm(self) -> None:
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-                self._head_timer = None
-
-        def _disarm_once_started(self) -> None:
-            if self.conn.their_state is not h11.IDLE:
+            if self._head_started():
                 self._disarm()
 
-        def _too_slow(self) -> None:
-            self._head_timer = None
-            if not self.transport.is_closing():
-                self.transport.close()
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        super().connection_lost(exc)
 
-    return GuardedH11Protocol
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_timer = self.loop.call_later(self.header_timeout, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _too_slow(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+class _BoundedH11(_Bounded, H11Protocol):
+    def _head_started(self) -> bool:
+        return self.conn.their_state is not h11.IDLE
+
+
+class _BoundedHttpTools(_Bounded, HttpToolsProtocol):  # type: ignore[misc]
+    """httptools calls ``on_headers_complete`` once a head is parsed; pipelined ones wait."""
+
+    _heads = 0
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._heads += 1
+
+    def on_response_complete(self) -> None:
+        self._heads = max(0, self._heads - 1)  # a refused head (400) was never counted
+        super().on_response_complete()
+
+    def _head_started(self) -> bool:
+        return self._heads > 0
+
+
+HTTP_STACKS: dict[str, type[_Bounded]] = {"h11": _BoundedH11, "httptools": _BoundedHttpTools}
+"""uvicorn's HTTP/1.1 parsers by name: pure Python (h11) or C (httptools, the faster)."""
+
+
+def guarded_protocol(
+    header_timeout: float, max_connections: int, stall_timeout: float, stack: str = "httptools"
+) -> type[_Bounded]:
+    """The HTTP protocol of ``stack`` with publishd's bounds (see ``_Bounded``)."""
+    bounds = {
+        "header_timeout": header_timeout,
+        "max_connections": max_connections,
+        "stall_timeout": stall_timeout,
+    }
+    return type(f"Guarded{HTTP_STACKS[stack].__name__}", (HTTP_STACKS[stack],), bounds)
 
 
 def uvicorn_config(app: ASGIApp, settings: Settings, **options: Any) -> uvicorn.Config:
@@ -145,7 +190,9 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **options: Any) -> uvicorn.
             settings.header_timeout_seconds,
             settings.max_connections,
             settings.stream_send_timeout_seconds,
+            settings.http_stack,
         ),
+        loop=settings.event_loop,
         timeout_keep_alive=max(1, round(settings.keep_alive_seconds)),
         log_level="warning",
         access_log=False,

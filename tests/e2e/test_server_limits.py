@@ -25,7 +25,7 @@ from infrastructure.settings import Settings
 from interfaces.http.body_limit import BodyLimit
 from interfaces.http.errors import install_error_handlers
 from interfaces.http.parsing import read_json
-from interfaces.server import uvicorn_config
+from interfaces.server import HTTP_STACKS, uvicorn_config
 from tests.support.servers import _ReadyServer
 
 TIMEOUT = 1.0
@@ -41,9 +41,13 @@ async def echo(request: Request) -> JSONResponse:
     return JSONResponse({"kind": type(body).__name__})
 
 
-@pytest.fixture(scope="module")
-def address() -> Iterator[tuple[str, int]]:
-    with serving(Settings(header_timeout_seconds=TIMEOUT, keep_alive_seconds=TIMEOUT)) as found:
+@pytest.fixture(scope="module", params=sorted(HTTP_STACKS))
+def address(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
+    """The server on each of uvicorn's HTTP parsers: the bounds hold on both."""
+    settings = Settings(
+        header_timeout_seconds=TIMEOUT, keep_alive_seconds=TIMEOUT, http_stack=request.param
+    )
+    with serving(settings) as found:
         yield found
 
 
@@ -144,8 +148,9 @@ def test_a_client_that_writes_its_whole_body_reads_the_413(
     conn.close()
 
 
-def test_connections_past_the_cap_are_refused_with_a_503() -> None:
-    settings = Settings(header_timeout_seconds=30, max_connections=5)
+@pytest.mark.parametrize("stack", sorted(HTTP_STACKS))
+def test_connections_past_the_cap_are_refused_with_a_503(stack: str) -> None:
+    settings = Settings(header_timeout_seconds=30, max_connections=5, http_stack=stack)
     with serving(settings) as address:
         held = [socket.create_connection(address) for _ in range(5)]
         try:
