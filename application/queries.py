@@ -11,7 +11,14 @@ from __future__ import annotations
 from uuid import UUID
 
 from application.app import PublishdApplication
-from application.views import FileIndexEntry, PipelineStatus, PullStatus, ReferenceEntry, Views
+from application.views import (
+    EntryCursor,
+    FileIndexEntry,
+    PipelineStatus,
+    PullStatus,
+    ReferenceEntry,
+    Views,
+)
 from domain.errors import NotFound
 from domain.json_types import JsonObject
 from domain.paths import parse_ref
@@ -48,22 +55,77 @@ class Queries:
         self.app.catch_up()
         return self.views.pipeline_entries(pipeline_id, phase, status)
 
+    def pipeline_entries_page(
+        self,
+        pipeline_id: str,
+        phase: str | None,
+        status: str | None,
+        after: EntryCursor | None,
+        limit: int,
+    ) -> tuple[list[JsonObject], EntryCursor | None]:
+        """A page of ``pipeline_entries``, and the cursor of the next (None on the last page)."""
+        self.app.catch_up()
+        rows = self.views.pipeline_entries_page(pipeline_id, phase, status, after, limit + 1)
+        cursors = [row.pop("cursor") for row in rows]
+        return rows[:limit], cursors[limit - 1] if len(rows) > limit else None
+
     def pipeline_at_version(self, pipeline_id: str, version: int | None) -> JsonObject:
-        """A pipeline as it was after ``version`` events (the latest for ``None``), for audits."""
-        pipeline: PublishPipeline = self.app.repository.get(UUID(pipeline_id), version=version)
+        """A pipeline as it was after ``version`` events (the latest for ``None``), for audits.
+
+        The aggregate's own fold up to that event, so an audit shows exactly the
+        state the commands of that moment saw. Event ``N`` of the pipeline's
+        stream (its ``id:``) is version ``N``.
+        """
+        pipeline = self.app.load(pipeline_id, PublishPipeline, version)
+        if pipeline is None:
+            raise NotFound(f"pipeline {pipeline_id} does not exist")
+        if version is not None and pipeline.version < version:
+            raise NotFound(f"pipeline {pipeline_id} has no event {version}")
         return {
             "pipeline_id": pipeline.pipeline_id,
+            "workspace": pipeline.workspace_id,
+            "user": pipeline.user,
             "version": pipeline.version,
             "state": pipeline.state,
             "phase": pipeline.phase,
             "counts": pipeline.counts(),
             "lease_owner": pipeline.lease_owner,
             "errors": [
-                {"path": e.path, "phase": e.phase, "message": e.error}
+                {"path": e.path, "phase": e.phase, "message": e.error, "code": e.error_code}
                 for e in pipeline.entries.values()
                 if e.error
             ],
         }
+
+    # --- workspaces and drafts -----------------------------------------------------
+    def workspaces(self, only: str | None) -> list[JsonObject]:
+        """Every workspace, or just ``only`` (a workspace token's own) if it exists."""
+        self.app.catch_up()
+        ids = self.views.workspace_ids() if only is None else [only]
+        found = []
+        for workspace_id in ids:
+            try:
+                workspace = self.app.workspace(workspace_id)
+            except NotFound:
+                continue  # (a workspace token's workspace that was never created)
+            found.append(
+                {
+                    "id": workspace_id,
+                    "main_version": workspace.main_version,
+                    "publishing": workspace.publishing,
+                    "folders": sorted(workspace.schemas),
+                }
+            )
+        return found
+
+    def drafts(self, workspace_id: str) -> list[JsonObject]:
+        """The users whose drafts change something, with how many paths each changes."""
+        self.app.workspace(workspace_id)
+        self.app.catch_up()
+        return [
+            {"user": user, "changes": changes}
+            for user, changes in self.views.draft_users(workspace_id)
+        ]
 
     # --- pulls -------------------------------------------------------------------
     def pull_status(self, pull_id: str) -> PullStatus:

@@ -27,6 +27,9 @@ PipelineStatus = dict[str, Any]
 """API.md section 5: pipeline_id, workspace, user, state, phase, counts, errors,
 created_at, started_at, finished_at, main_version, draft_version, cancel_requested."""
 
+EntryCursor = tuple[int, int]
+"""Where a page of a pipeline's entries ends: (the phase's place in run order, plan order)."""
+
 PullStatus = dict[str, Any]
 """API.md section 2: pull_id, workspace, scope, state, created, updated, unchanged, deleted,
 error, started_at, finished_at."""
@@ -55,6 +58,18 @@ class Views(ABC):
     @abstractmethod
     def draft_files(self, workspace: str, user: str) -> dict[str, JsonObject | None]:
         """Every change of the draft: path -> content (``None`` = deleted)."""
+
+    @abstractmethod
+    def draft_users(self, workspace: str) -> list[tuple[str, int]]:
+        """``[(user, changes)]`` of the workspace's drafts that change anything, by user.
+
+        A change is a draft file that adds or modifies a file, or deletes one on main.
+        """
+
+    # --- workspaces ----------------------------------------------------------------
+    @abstractmethod
+    def workspace_ids(self) -> list[str]:
+        """Every workspace created, in id order."""
 
     # --- FileIndex and FileReference ---------------------------------------------
     @abstractmethod
@@ -117,8 +132,27 @@ class Views(ABC):
         """``[{"path", "phase", "status", "record_id", "error"}]`` in phase, then plan order."""
 
     @abstractmethod
-    def runnable_pipelines(self, limit: int = 100) -> list[str]:
-        """Running pipelines, oldest first; the worker checks their lease itself."""
+    def pipeline_entries_page(
+        self,
+        pipeline_id: str,
+        phase: str | None,
+        status: str | None,
+        after: EntryCursor | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` of ``pipeline_entries`` past ``after``, each with its ``cursor``.
+
+        A cursor is ``(phase's place in run order, plan order)``: a page is one
+        index range, however many entries the pipeline holds.
+        """
+
+    @abstractmethod
+    def runnable_pipelines(self, limit: int = 100, after: str | None = None) -> list[str]:
+        """Running pipelines, oldest first; the worker checks their lease itself.
+
+        ``after``: only those that come after that pipeline in this order, so a
+        worker can page through all of them (none waits behind the first page).
+        """
 
     # --- pulls -----------------------------------------------------------------
     @abstractmethod
@@ -131,8 +165,8 @@ class Views(ABC):
         """Newest first (by ``started_at``)."""
 
     @abstractmethod
-    def runnable_pulls(self, limit: int = 100) -> list[str]:
-        """Running pulls, oldest first; the worker checks their lease itself."""
+    def runnable_pulls(self, limit: int = 100, after: str | None = None) -> list[str]:
+        """Running pulls, oldest first (``after`` as for pipelines); the worker checks leases."""
 
     # --- read-your-writes ----------------------------------------------------------
     @abstractmethod

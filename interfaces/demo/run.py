@@ -173,6 +173,9 @@ def _announce(console: Console, url: str, token: str, sandbox_url: str) -> None:
 [bold]publishd[/bold] is running at [cyan]{url}[/cyan] (sandbox CMS at {sandbox_url})
 admin token: [green]{token}[/green]
 
+console: [cyan]{url}/[/cyan]  (open it in a browser, sign in with the admin token)
+API reference: {url}/docs
+
 The sample workspace '{WORKSPACE}' has a draft by '{sample_data.DRAFT_USER}' that needs all four
 phases. Try:
 

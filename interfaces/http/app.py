@@ -25,11 +25,16 @@ from interfaces.http import (
     pipelines,
     pulls,
     streams,
+    webhooks,
     workspaces,
 )
 from interfaces.http.body_limit import BodyLimit
+from interfaces.http.console import console_routes
+from interfaces.http.docs import DOCUMENTED as DOCS_DOCUMENTED
+from interfaces.http.docs import docs_routes
 from interfaces.http.errors import install_error_handlers
 from interfaces.http.registry import Endpoint, Handler, documented, openapi
+from interfaces.http.request_log import RequestLog
 from interfaces.http.services import Services
 
 TITLE, VERSION = "publishd", "0.1.0"
@@ -44,6 +49,7 @@ def endpoints() -> list[Endpoint]:
         *drafts.ENDPOINTS,
         *pipelines.ENDPOINTS,
         *index.ENDPOINTS,
+        *webhooks.ENDPOINTS,
     ]
 
 
@@ -60,7 +66,7 @@ OPENAPI_DOCUMENTED = documented(
 
 def documented_elsewhere(*, with_metrics: bool) -> list[Endpoint]:
     """The routes built outside the endpoint tables (streams, tickets, metrics, the document)."""
-    found = [*streams.DOCUMENTED, *auth.DOCUMENTED, OPENAPI_DOCUMENTED]
+    found = [*streams.DOCUMENTED, *auth.DOCUMENTED, OPENAPI_DOCUMENTED, DOCS_DOCUMENTED]
     return [*found, metrics.DOCUMENTED] if with_metrics else found
 
 
@@ -84,10 +90,15 @@ def create_app(
 
     routes: list[BaseRoute] = [ep.route() for ep in table]
     routes.append(Route("/openapi.json", openapi_json, methods=["GET"]))
+    routes.extend(docs_routes())
     if metrics_handler is not None:
         routes.append(Route("/metrics", metrics_handler, methods=["GET"]))
     routes.extend(extra_routes)
+    routes.extend(console_routes())  # last: `/` and `/console/*` shadow nothing above
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.services = services
     install_error_handlers(app)
-    return BodyLimit(app, max_request_bytes, drain_bytes=max_drain_bytes, read_timeout=body_timeout)
+    limited = BodyLimit(
+        app, max_request_bytes, drain_bytes=max_drain_bytes, read_timeout=body_timeout
+    )
+    return RequestLog(limited)

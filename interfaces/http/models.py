@@ -264,6 +264,8 @@ class PipelineStatusBody(ResponseBody):
     created_at: str | None
     started_at: str | None
     finished_at: str | None
+    trace_id: str | None = None
+    """The trace of the request that planned it: grep the logs for it to follow the run."""
 
 
 class PipelineList(ResponseBody):
@@ -280,6 +282,44 @@ class EntryStatusBody(ResponseBody):
 
 class EntryList(ResponseBody):
     entries: list[EntryStatusBody]
+    next: str | None = None
+    """With ``?limit=``: the ``after=`` of the next page, null on the last one."""
+
+
+# --- what the console asks for (API.md §14) --------------------------------------------
+class WorkspaceSummary(ResponseBody):
+    id: str
+    main_version: int
+    publishing: str | None
+    folders: list[str]
+
+
+class WorkspaceList(ResponseBody):
+    workspaces: list[WorkspaceSummary]
+
+
+class DraftSummary(ResponseBody):
+    user: str
+    changes: int
+    """Paths the draft adds, modifies or deletes."""
+
+
+class DraftList(ResponseBody):
+    drafts: list[DraftSummary]
+
+
+class PipelineAtVersionBody(ResponseBody):
+    """A pipeline as it was after its event ``version`` (the ``id:`` of its stream)."""
+
+    pipeline_id: str
+    workspace: str
+    user: str
+    version: int
+    state: str
+    phase: str | None
+    counts: dict[str, PhaseCounts]
+    lease_owner: str | None
+    errors: list[EntryError]
 
 
 class FileIndexEntryBody(ResponseBody):

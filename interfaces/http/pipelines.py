@@ -8,6 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from application.views import EntryCursor
 from domain.calls import calls_per_phase
 from domain.connector_config import batch_limits
 from domain.json_types import JsonObject
@@ -15,6 +16,7 @@ from domain.pipeline import PublishPipeline
 from domain.plan import Phase, UpstreamPolicy
 from domain.states import PipelineState
 from interfaces.http import models as m
+from interfaces.http.errors import ApiError
 from interfaces.http.parsing import (
     choice,
     draft_params,
@@ -151,8 +153,39 @@ async def pipeline_entries(request: Request) -> Response:
     status = choice(
         request, "status", ENTRY_STATUSES, "?status= must be planned, published, failed or skipped"
     )
-    entries = await run_in_threadpool(s.queries.pipeline_entries, pipeline_id, phase, status)
-    return reply({"entries": entries})
+    q = query(request)
+    if "limit" not in q and "after" not in q:
+        entries = await run_in_threadpool(s.queries.pipeline_entries, pipeline_id, phase, status)
+        return reply({"entries": entries, "next": None})
+    limit = int_param(request, "limit", 500, 1, 1000)
+    after = _entry_cursor(q.get("after"))
+    page, following = await run_in_threadpool(
+        s.queries.pipeline_entries_page, pipeline_id, phase, status, after, limit
+    )
+    cursor = None if following is None else f"{following[0]}.{following[1]}"
+    return reply({"entries": page, "next": cursor})
+
+
+def _entry_cursor(raw: str | None) -> EntryCursor | None:
+    """``?after=``: the ``next`` of the page before (``<phase rank>.<plan order>``)."""
+    if raw is None:
+        return None
+    rank, dot, seq = raw.partition(".")
+    if not (dot and rank.isascii() and rank.isdigit() and seq.isascii() and seq.isdigit()):
+        raise ApiError("invalid_request", "?after= must be the next cursor of a previous page")
+    if len(rank) > 3 or len(seq) > 18:
+        raise ApiError("invalid_request", "?after= must be the next cursor of a previous page")
+    return int(rank), int(seq)
+
+
+async def pipeline_at_version(request: Request) -> Response:
+    """The pipeline as it was after its event ``version``: the audit timeline's moments."""
+    s, pipeline_id = Services.of(request), path_param(request, "pipeline_id")
+    await s.guard_pipeline(request, "read", pipeline_id)
+    raw = path_param(request, "version")
+    if not (raw.isascii() and raw.isdigit() and 0 < len(raw) <= 18 and int(raw) >= 1):
+        raise ApiError("invalid_request", "the version must be an event number from 1")
+    return reply(await run_in_threadpool(s.queries.pipeline_at_version, pipeline_id, int(raw)))
 
 
 DRAFT = "/workspaces/{ws}/drafts/{user}"
@@ -228,6 +261,18 @@ ENDPOINTS = [
         pipeline_entries,
         "A pipeline's entries",
         responses={200: m.EntryList},
-        query=(Query("phase", {"type": "string"}), Query("status", {"type": "string"})),
+        query=(
+            Query("phase", {"type": "string"}),
+            Query("status", {"type": "string"}),
+            Query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+            Query("after", {"type": "string"}),
+        ),
+    ),
+    Endpoint(
+        "GET",
+        PIPELINE + "/versions/{version}",
+        pipeline_at_version,
+        "A pipeline as it was after one of its events",
+        responses={200: m.PipelineAtVersionBody},
     ),
 ]

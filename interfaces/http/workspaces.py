@@ -46,6 +46,23 @@ async def get_workspace(request: Request) -> Response:
     )
 
 
+async def list_workspaces(request: Request) -> Response:
+    """An admin sees every workspace; a workspace's token sees its own."""
+    s = Services.of(request)
+    principal = await s.authenticate(request)
+    only = None if principal.admin else principal.workspace
+    s.authorize(principal, "read", only)
+    found = await run_in_threadpool(s.queries.workspaces, only)
+    return reply({"workspaces": found})
+
+
+async def list_drafts(request: Request) -> Response:
+    s = Services.of(request)
+    ws = workspace_param(request)
+    await s.guard(request, "read", ws)
+    return reply({"drafts": await run_in_threadpool(s.queries.drafts, ws)})
+
+
 async def put_schema(request: Request) -> Response:
     s = Services.of(request)
     ws = workspace_param(request)
@@ -70,7 +87,21 @@ ENDPOINTS = [
         {201: m.WorkspaceCreated},
         (409,),
     ),
+    Endpoint(
+        "GET",
+        "/workspaces",
+        list_workspaces,
+        "Workspaces (an admin's: all; a workspace token's: its own)",
+        responses={200: m.WorkspaceList},
+    ),
     Endpoint("GET", WORKSPACE, get_workspace, "A workspace", responses={200: m.WorkspaceInfo}),
+    Endpoint(
+        "GET",
+        WORKSPACE + "/drafts",
+        list_drafts,
+        "The drafts that change something, by user",
+        responses={200: m.DraftList},
+    ),
     Endpoint(
         "PUT",
         WORKSPACE + "/connector",

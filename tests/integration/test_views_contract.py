@@ -273,6 +273,7 @@ class TestViewsContract:
             "main_version": planned.main_version,
             "draft_version": planned.draft_version,
             "cancel_requested": False,
+            "trace_id": None,  # planned outside any request
         }
         assert status["created_at"] < status["started_at"] < status["finished_at"]
         assert views.pipeline_status("00000000-0000-0000-0000-000000000000") is None
@@ -442,6 +443,33 @@ class TestViewsContract:
             running.modified_on.isoformat(),
         )
         assert ids(views.list_pulls(WORKSPACE, state="failed")) == [running.pull_id]
+
+    def test_workspaces_drafts_and_entry_pages(self, library: Library) -> None:
+        app = library.app
+        app.create_workspace("another", {"type": "memory"})
+        library.write("books/old-man.json", {**OLD_MAN, "title": "Old Man (revised)"})
+        for n in range(4):
+            library.write(f"authors/x{n}.json", {"name": f"X{n}", "slug": f"x{n}"})
+        library.delete("books/dalloway.json", user="bob")
+        library.write("books/gone.json", {"title": "Gone", "slug": "gone"}, user="carol")
+        library.delete("books/gone.json", user="carol")  # added, then dropped: no change
+        pipeline = library.plan()
+        views = read(library)
+
+        assert views.workspace_ids() == ["another", WORKSPACE]
+        assert views.draft_users(WORKSPACE) == [(USER, 5), ("bob", 1)]
+        assert views.draft_users("another") == []
+        every = views.pipeline_entries(pipeline.pipeline_id)
+        pages, after = [], None
+        while page := views.pipeline_entries_page(pipeline.pipeline_id, None, None, after, 2):
+            after = page[-1]["cursor"]
+            pages.append([{k: v for k, v in row.items() if k != "cursor"} for row in page])
+        assert [len(p) for p in pages] == [2, 2, 1]
+        assert [row for p in pages for row in p] == every
+        created = views.pipeline_entries_page(pipeline.pipeline_id, "create", None, None, 10)
+        assert [r["path"] for r in created] == [r["path"] for r in every if r["phase"] == "create"]
+        assert [r["cursor"][0] for r in created] == [1] * len(created)  # create: 2nd phase
+        assert views.pipeline_entries_page(pipeline.pipeline_id, None, "failed", None, 10) == []
 
     def test_positions(self, library: Library) -> None:
         views = library.app.views

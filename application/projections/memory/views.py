@@ -29,7 +29,14 @@ from application.projections.memory.writers import MemoryTables
 from application.projections.pipeline_status import counts_dict, pipeline_error
 from application.projections.ports import StatusRow
 from application.projections.pull_status import status_of
-from application.views import FileIndexEntry, PipelineStatus, PullStatus, ReferenceEntry, Views
+from application.views import (
+    EntryCursor,
+    FileIndexEntry,
+    PipelineStatus,
+    PullStatus,
+    ReferenceEntry,
+    Views,
+)
 from domain.json_types import JsonObject
 from domain.plan import PHASES
 
@@ -130,6 +137,20 @@ class MemoryViews(Views):
                 for row in tables.draft_files.values()
                 if row.workspace == workspace and row.user == user
             }
+
+    def draft_users(self, workspace: str) -> list[tuple[str, int]]:
+        counts: dict[str, int] = {}
+        with self._current() as tables:
+            for row in tables.draft_files.values():
+                changes = row.content is not None or (workspace, row.path) in tables.main_files
+                if row.workspace == workspace and changes:
+                    counts[row.user] = counts.get(row.user, 0) + 1
+        return sorted(counts.items())
+
+    # --- workspaces ----------------------------------------------------------------
+    def workspace_ids(self) -> list[str]:
+        with self._current() as tables:
+            return sorted(set(tables.workspaces.values()))
 
     # --- FileIndex and FileReference ---------------------------------------------
     def record_ids(
@@ -239,6 +260,7 @@ class MemoryViews(Views):
             "main_version": row.main_version,
             "draft_version": row.draft_version,
             "cancel_requested": row.cancel_requested,
+            "trace_id": row.trace_id,
         }
 
     def pipeline_status(self, pipeline_id: str) -> PipelineStatus | None:
@@ -285,10 +307,36 @@ class MemoryViews(Views):
         rows.sort(key=lambda row: (_phase_order(row.phase), row.seq))
         return [_columns(row, _ENTRY_COLUMNS) for row in rows]
 
-    def runnable_pipelines(self, limit: int = 100) -> list[str]:
+    def pipeline_entries_page(
+        self,
+        pipeline_id: str,
+        phase: str | None,
+        status: str | None,
+        after: EntryCursor | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        bound = after if after is not None else (-1, -1)
+        with self._current() as tables:
+            rows = [
+                ((_phase_order(row.phase), row.seq), row)
+                for row in tables.entries.values()
+                if row.pipeline_id == pipeline_id
+                and (phase is None or row.phase == phase)
+                and (status is None or row.status == status)
+            ]
+        rows = sorted((c for c in rows if c[0] > bound), key=lambda c: c[0])[:limit]
+        return [_columns(row, _ENTRY_COLUMNS) | {"cursor": cursor} for cursor, row in rows]
+
+    def runnable_pipelines(self, limit: int = 100, after: str | None = None) -> list[str]:
         with self._current() as tables:
             running = [row for row in tables.status.values() if row.state == "running"]
-        running.sort(key=lambda row: _moment(row.created_at))
+            anchor = None if after is None else tables.status.get(after)
+        if after is not None:
+            if anchor is None:
+                return []  # (as the row comparison with a missing pipeline in SQL)
+            bound = (_moment(anchor.created_at), anchor.pipeline_id)
+            running = [r for r in running if (_moment(r.created_at), r.pipeline_id) > bound]
+        running.sort(key=lambda row: (_moment(row.created_at), row.pipeline_id))
         return [row.pipeline_id for row in running[:limit]]
 
     # --- pulls -----------------------------------------------------------------
@@ -309,9 +357,15 @@ class MemoryViews(Views):
         rows.sort(key=lambda r: (_moment(r.started_at), r.pull_id), reverse=True)
         return [status_of(row) for row in rows[:limit]]
 
-    def runnable_pulls(self, limit: int = 100) -> list[str]:
+    def runnable_pulls(self, limit: int = 100, after: str | None = None) -> list[str]:
         with self._current() as tables:
             running = [row for row in tables.pulls.values() if row.state == "running"]
+            anchor = None if after is None else tables.pulls.get(after)
+        if after is not None:
+            if anchor is None:
+                return []
+            bound = (_moment(anchor.started_at), anchor.pull_id)
+            running = [r for r in running if (_moment(r.started_at), r.pull_id) > bound]
         running.sort(key=lambda r: (_moment(r.started_at), r.pull_id))
         return [row.pull_id for row in running[:limit]]
 

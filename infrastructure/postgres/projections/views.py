@@ -14,13 +14,20 @@ from typing import Any
 
 from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
 
 from application.projections import PROJECTION_NAMES
 from application.projections.pipeline_status import counts_dict, pipeline_error
-from application.views import FileIndexEntry, PipelineStatus, PullStatus, ReferenceEntry, Views
+from application.views import (
+    EntryCursor,
+    FileIndexEntry,
+    PipelineStatus,
+    PullStatus,
+    ReferenceEntry,
+    Views,
+)
 from domain.json_types import JsonObject
 from domain.plan import PHASES
+from infrastructure.postgres.availability import Availability, guarded_pool
 from infrastructure.postgres.database import Database
 from infrastructure.postgres.projections.parameters import columns
 from infrastructure.postgres.projections.tables import ProjectionTables
@@ -45,15 +52,19 @@ def _iso(value: datetime | None) -> str | None:
 
 
 class PostgresViews(Views):
-    def __init__(self, database: Database, schema: str, pool_size: int = 4) -> None:
+    def __init__(
+        self,
+        database: Database,
+        schema: str,
+        pool_size: int = 4,
+        *,
+        availability: Availability | None = None,
+        timeout: float = 30.0,
+    ) -> None:
         self.tables = ProjectionTables(schema)
         self.database = database
-        self.pool = ConnectionPool(
-            database.conninfo,
-            min_size=1,
-            max_size=pool_size,
-            kwargs={"autocommit": True},
-            open=True,
+        self.pool = guarded_pool(
+            database.conninfo, availability, max_size=pool_size, timeout=timeout, open=True
         )
         with self.pool.connection() as conn:
             self.tables.create(conn)
@@ -112,6 +123,23 @@ class PostgresViews(Views):
             (workspace, user),
         )
         return {path: content for path, content in rows}
+
+    def draft_users(self, workspace: str) -> list[tuple[str, int]]:
+        rows = self._all(
+            'SELECT d."user", count(*) FROM {draft_files} d WHERE d.workspace = %s'
+            " AND (d.content IS NOT NULL OR EXISTS (SELECT 1 FROM {main_files} m"
+            " WHERE m.workspace = d.workspace AND m.path = d.path))"
+            ' GROUP BY d."user" ORDER BY d."user" COLLATE "C"',
+            (workspace,),
+        )
+        return [(user, count) for user, count in rows]
+
+    # --- workspaces ----------------------------------------------------------------
+    def workspace_ids(self) -> list[str]:
+        rows = self._all(
+            'SELECT DISTINCT workspace COLLATE "C" AS ws FROM {projection_workspaces} ORDER BY ws'
+        )
+        return [row[0] for row in rows]
 
     # --- FileIndex and FileReference ---------------------------------------------
     def record_ids(
@@ -198,6 +226,7 @@ class PostgresViews(Views):
             "main_version": row["main_version"],
             "draft_version": row["draft_version"],
             "cancel_requested": row["cancel_requested"],
+            "trace_id": row["trace_id"],
         }
 
     def pipeline_status(self, pipeline_id: str) -> PipelineStatus | None:
@@ -237,11 +266,34 @@ class PostgresViews(Views):
             (pipeline_id, phase, phase, status, status, _PHASES),
         )
 
-    def runnable_pipelines(self, limit: int = 100) -> list[str]:
+    def pipeline_entries_page(
+        self,
+        pipeline_id: str,
+        phase: str | None,
+        status: str | None,
+        after: EntryCursor | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        rank, seq = after if after is not None else (-1, -1)
+        rows = self._dicts(
+            "SELECT * FROM (SELECT path, phase, status, record_id, error,"
+            " array_position(%s::text[], phase) - 1 AS rank, seq FROM {pipeline_entries}"
+            " WHERE pipeline_id = %s AND (%s::text IS NULL OR phase = %s)"
+            " AND (%s::text IS NULL OR status = %s)) e"
+            " WHERE (e.rank, e.seq) > (%s, %s) ORDER BY e.rank, e.seq LIMIT %s",
+            (_PHASES, pipeline_id, phase, phase, status, status, rank, seq, limit),
+        )
+        for row in rows:
+            row["cursor"] = (row.pop("rank"), row.pop("seq"))
+        return rows
+
+    def runnable_pipelines(self, limit: int = 100, after: str | None = None) -> list[str]:
         rows = self._all(
             "SELECT pipeline_id FROM {pipeline_status} WHERE state = 'running'"
-            " ORDER BY created_at LIMIT %s",
-            (limit,),
+            " AND (%s::text IS NULL OR (created_at, pipeline_id) > (SELECT b.created_at,"
+            " b.pipeline_id FROM {pipeline_status} b WHERE b.pipeline_id = %s))"
+            " ORDER BY created_at, pipeline_id LIMIT %s",
+            (after, after, limit),
         )
         return [row[0] for row in rows]
 
@@ -268,11 +320,13 @@ class PostgresViews(Views):
         )
         return [self._pull(row) for row in rows]
 
-    def runnable_pulls(self, limit: int = 100) -> list[str]:
+    def runnable_pulls(self, limit: int = 100, after: str | None = None) -> list[str]:
         rows = self._all(
             "SELECT pull_id FROM {pull_status} WHERE state = 'running'"
+            " AND (%s::text IS NULL OR (started_at, pull_id) > (SELECT b.started_at, b.pull_id"
+            " FROM {pull_status} b WHERE b.pull_id = %s))"
             " ORDER BY started_at, pull_id LIMIT %s",
-            (limit,),
+            (after, after, limit),
         )
         return [row[0] for row in rows]
 
