@@ -4,6 +4,18 @@ Any number of workers, in any number of processes, may run on one database:
 they coordinate only through the aggregates' leases (optimistic concurrency),
 so two workers never run the same pipeline or pull at once, and one whose
 worker died is resumed when its lease expires.
+
+Fairness: each poll looks at one window of ``window`` running pipelines (and
+pulls), oldest first, starting where the last poll stopped and wrapping around
+at the end; a poll that fills its free slots stops at the last one it took.
+However many are held by other workers' live leases, a runnable one is reached
+within ``ceil(running / window) + 1`` polls that find nothing to take, so none
+waits behind the others forever.
+
+While the database is away the polls fail; the worker waits longer between
+them (doubling, up to ``max_backoff``) and resumes by itself when it answers.
+A run of this worker that crashed on the outage still holds its lease: the
+worker takes it up again at once, instead of waiting for the lease to expire.
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ from typing import TypeVar
 
 from eventsourcing.persistence import IntegrityError
 
+from application import log_context
 from application.app import PublishdApplication
 from application.connector import Connector
 from application.pull import PullRun
@@ -44,6 +57,8 @@ class Worker:
         poll_interval: float = 0.5,
         max_pipelines: int = 8,
         max_pulls: int = 4,
+        window: int = 50,
+        max_backoff: float = 5.0,
     ) -> None:
         self.app = app
         self.connector_for = connector_for
@@ -54,6 +69,11 @@ class Worker:
         self.poll_interval = poll_interval
         self.max_pipelines = max_pipelines
         self.max_pulls = max_pulls
+        self.window = window
+        self.max_backoff = max_backoff
+        self._after: str | None = None
+        """The last pipeline the previous poll looked at (None: start from the oldest)."""
+        self._after_pull: str | None = None
         self.active: dict[str, asyncio.Task[PipelineState | None]] = {}
         self.pulls: dict[str, asyncio.Task[Pull | None]] = {}
         self._wake = asyncio.Event()
@@ -73,10 +93,17 @@ class Worker:
         return pipeline
 
     async def run_one(self, pipeline_id: str) -> PipelineState | None:
-        """Claim and run one pipeline to its end; None if another worker has it."""
+        """Claim and run one pipeline to its end; None if another worker has it.
+
+        Runs in a task of its own, so the ids bound here are on every log line
+        of the run, with the trace of the request that planned it.
+        """
         pipeline = await asyncio.to_thread(self.claim, pipeline_id)
         if pipeline is None:
             return None
+        log_context.pipeline_id.set(pipeline_id)
+        log_context.workspace.set(pipeline.workspace_id)
+        log_context.trace_id.set(pipeline.trace_id)
         run = await asyncio.to_thread(
             PipelineRun,
             self.app,
@@ -104,6 +131,8 @@ class Worker:
         pull = await asyncio.to_thread(self.claim_pull, pull_id)
         if pull is None:
             return None
+        log_context.pull_id.set(pull_id)
+        log_context.workspace.set(pull.workspace_id)
         workspace = await asyncio.to_thread(self.app.workspace, pull.workspace_id)
         connector = self.connector_for(workspace)
         run = await asyncio.to_thread(
@@ -113,17 +142,22 @@ class Worker:
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Poll for runnable pipelines until ``stop`` is set; then let runs finish their round."""
+        pause = self.poll_interval
         while not stop.is_set():
             try:
                 await self._dispatch_runnable()
             except Exception:
-                log.exception("worker %s could not look for work", self.name)
+                if pause == self.poll_interval:  # once per outage, not at every retry
+                    log.exception("worker %s could not look for work; retrying", self.name)
+                pause = min(pause * 2, self.max_backoff)
+            else:
+                if pause != self.poll_interval:
+                    log.warning("worker %s looks for work again", self.name)
+                pause = self.poll_interval
             self._wake.clear()
             waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
             try:
-                await asyncio.wait(
-                    waiters, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
-                )
+                await asyncio.wait(waiters, timeout=pause, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for waiter in waiters:
                     waiter.cancel()
@@ -135,38 +169,70 @@ class Worker:
     async def _dispatch_runnable(self) -> None:
         _forget_ended(self.active, "run")
         _forget_ended(self.pulls, "pull")
-        if len(self.active) < self.max_pipelines:
-            candidates = await asyncio.to_thread(self._runnable, set(self.active))
-            for pipeline_id in candidates[: self.max_pipelines - len(self.active)]:
+        free = self.max_pipelines - len(self.active)
+        if free > 0:
+            candidates = await asyncio.to_thread(self._runnable, set(self.active), free)
+            for pipeline_id in candidates:
                 self.active[pipeline_id] = asyncio.create_task(self.run_one(pipeline_id))
-        if len(self.pulls) < self.max_pulls:
-            pulls = await asyncio.to_thread(self._runnable_pulls, set(self.pulls))
-            for pull_id in pulls[: self.max_pulls - len(self.pulls)]:
+        free = self.max_pulls - len(self.pulls)
+        if free > 0:
+            pulls = await asyncio.to_thread(self._runnable_pulls, set(self.pulls), free)
+            for pull_id in pulls:
                 self.pulls[pull_id] = asyncio.create_task(self.run_pull(pull_id))
 
-    def _runnable(self, running_here: set[str]) -> list[str]:
-        """Running pipelines whose lease is free; those this worker runs are not loaded."""
+    def _runnable(self, running_here: set[str], wanted: int) -> list[str]:
+        """Up to ``wanted`` claimable pipelines from the next window (this worker's own skipped)."""
         now = self.clock()
-        runnable = []
-        for pipeline_id in self.app.views.runnable_pipelines(50):
-            if pipeline_id in running_here:
-                continue
-            pipeline = self.app.load(pipeline_id, PublishPipeline)
-            if pipeline is not None and pipeline.runnable(now):
-                runnable.append(pipeline_id)
-        return runnable
 
-    def _runnable_pulls(self, running_here: set[str]) -> list[str]:
-        """Running pulls whose lease is free; those this worker runs are not loaded."""
+        def claimable(pipeline_id: str) -> bool:
+            pipeline = self.app.load(pipeline_id, PublishPipeline)
+            return pipeline is not None and (
+                pipeline.runnable(now)
+                or (pipeline.state == PipelineState.RUNNING and pipeline.lease_owner == self.name)
+            )
+
+        page = self.app.views.runnable_pipelines(self.window, after=self._after)
+        found, self._after = self._window(page, running_here, wanted, claimable)
+        return found
+
+    def _runnable_pulls(self, running_here: set[str], wanted: int) -> list[str]:
+        """Up to ``wanted`` claimable pulls from the next window (this worker's own skipped)."""
         now = self.clock()
-        runnable = []
-        for pull_id in self.app.views.runnable_pulls(50):
-            if pull_id in running_here:
-                continue
+
+        def claimable(pull_id: str) -> bool:
             pull = self.app.load(pull_id, Pull)
-            if pull is not None and pull.runnable(now):
-                runnable.append(pull_id)
-        return runnable
+            return pull is not None and (
+                pull.runnable(now) or (pull.state == "running" and pull.lease_owner == self.name)
+            )
+
+        page = self.app.views.runnable_pulls(self.window, after=self._after_pull)
+        found, self._after_pull = self._window(page, running_here, wanted, claimable)
+        return found
+
+    def _window(
+        self,
+        page: list[str],
+        running_here: set[str],
+        wanted: int,
+        claimable: Callable[[str], bool],
+    ) -> tuple[list[str], str | None]:
+        """The claimable ids of one window, and where the next window starts.
+
+        Claimable means free, or leased by this worker although none of its
+        runs has it (the run crashed, on a database outage say): nobody else
+        may take it until the lease expires, and this worker need not wait.
+        Once ``wanted`` are found the next window starts right after the last
+        one taken; a short page is the end of the list, so the next window
+        starts from the oldest again.
+        """
+        found: list[str] = []
+        for key in page:
+            if key in running_here or not claimable(key):
+                continue
+            found.append(key)
+            if len(found) == wanted:
+                return found, key
+        return found, (page[-1] if len(page) == self.window else None)
 
 
 def _forget_ended(tasks: dict[str, asyncio.Task[R]], what: str) -> None:

@@ -1,7 +1,11 @@
 """Crash safety: workers killed with SIGKILL mid-run, resumed by another, checked on the sandbox.
 
-``python -m bench.reliability [--trials 20] [--books 20]`` (needs
-``PUBLISHD_DATABASE_URL``; works in its own schema and drops it).
+``python -m bench.reliability [--trials 200] [--zombie-trials 20] [--db-restart-trials 5]
+[--books 20]`` (needs ``PUBLISHD_DATABASE_URL``; works in its own schema and drops it).
+``BENCH_TRIALS``, ``BENCH_ZOMBIE_TRIALS`` and ``BENCH_DB_RESTART_TRIALS`` set the
+defaults (``BENCH_TRIALS=1000`` for the full figure). The zombie and
+database-restart trials are in ``bench.reliability_faults``; the restarts run on
+an embedded PostgreSQL of their own, since the shared server cannot be stopped.
 
 Each trial gets a fresh sandbox (a subprocess, with latency so that calls are
 in flight when the kill lands) and a workspace whose main is pulled from it:
@@ -502,15 +506,24 @@ def run_trials(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--trials", type=int, default=int(os.environ.get("BENCH_TRIALS", 200)))
+    parser.add_argument(
+        "--zombie-trials", type=int, default=int(os.environ.get("BENCH_ZOMBIE_TRIALS", 20))
+    )
+    parser.add_argument(
+        "--db-restart-trials", type=int, default=int(os.environ.get("BENCH_DB_RESTART_TRIALS", 5))
+    )
     parser.add_argument("--books", type=int, default=20)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=int(time.time()))
     args = parser.parse_args()
 
-    def report(number: int, r: TrialResult) -> None:
+    from bench.reliability_faults import run_db_restart_trials, run_zombie_trials
+
+    def report(number: int, r: TrialResult, kind: str = "SIGKILL") -> None:
         print(
-            f"trial {number:2d}: {r.entries} entries, killed after {r.calls_before_kill:3d} calls"
+            f"trial {number:2d} ({kind}): {r.entries} entries,"
+            f" stopped after {r.calls_before_kill:3d} calls"
             f" ({'mid-run' if r.interrupted else 'NOT mid-run'}), {r.replays} replayed,"
             f" duplicates {r.duplicate_creates}, lost {r.lost_outcomes},"
             f" unfinished {r.unfinished}, {len(r.problems)} problems, {r.seconds:.1f} s",
@@ -525,17 +538,40 @@ def main() -> None:
         results = run_trials(
             database, schema, args.trials, Shape(args.books), args.latency_ms, args.seed, report
         )
-    problems = sum(len(r.problems) for r in results)
-    print(f"{len(results)} trials, {problems} problems in all")
+        zombies = run_zombie_trials(
+            database,
+            schema,
+            args.zombie_trials,
+            Shape(args.books),
+            args.latency_ms,
+            args.seed,
+            lambda n, r, w: report(n, r, f"zombie, {w} zombie writes"),
+        )
+    restarts = run_db_restart_trials(
+        args.db_restart_trials,
+        Shape(args.books),
+        args.latency_ms,
+        args.seed,
+        lambda n, r: report(n, r, "database restarted"),
+    )
+    everything = [*results, *(r for r, _ in zombies), *restarts]
+    problems = sum(len(r.problems) for r in everything)
+    print(f"{len(everything)} trials, {problems} problems in all")
     print_result(
         trials=len(results),
-        duplicate_creates=sum(r.duplicate_creates for r in results),
-        lost_outcomes=sum(r.lost_outcomes for r in results),
-        unfinished=sum(r.unfinished for r in results),
+        duplicate_creates=sum(r.duplicate_creates for r in everything),
+        lost_outcomes=sum(r.lost_outcomes for r in everything),
+        unfinished=sum(r.unfinished for r in [*results, *(r for r, _ in zombies)]),
         problems=problems,
         interrupted=sum(r.interrupted for r in results),
         replayed_calls=sum(r.replays for r in results),
-        entries_per_trial=min(r.entries for r in results),
+        entries_per_trial=min((r.entries for r in everything), default=0),
+        zombie_trials=len(zombies),
+        zombie_writes=sum(w for _, w in zombies),
+        zombie_interrupted=sum(r.interrupted for r, _ in zombies),
+        db_restart_trials=len(restarts),
+        db_restart_unfinished=sum(1 for r in restarts if r.unfinished or r.problems),
+        db_restart_interrupted=sum(r.interrupted for r in restarts),
     )
 
 

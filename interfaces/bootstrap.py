@@ -22,20 +22,27 @@ from application.app import PublishdApplication
 from application.concurrency import ConflictBudget
 from application.connector import Connector
 from application.queries import Queries
+from application.webhook_delivery import DeliveryWorker
+from application.webhooks import Webhooks
 from application.worker import Worker
+from domain.webhooks import RetrySchedule
 from domain.workspace import Workspace
 from infrastructure.connectors.factory import build_connector
 from infrastructure.connectors.rate_limit import RateLimiters
+from infrastructure.postgres.availability import Availability
 from infrastructure.postgres.database import Database, resolve
 from infrastructure.postgres.feed.event_feed import EventFeed
 from infrastructure.postgres.projections.figures import OperationalFigures
 from infrastructure.postgres.projections.runner import run_projections
 from infrastructure.postgres.projections.views import PostgresViews
+from infrastructure.postgres.readiness import Readiness
 from infrastructure.postgres.tokens import TokenStore
+from infrastructure.postgres.webhooks import PostgresWebhookStore
 from infrastructure.settings import Settings
+from infrastructure.webhooks.sender import HttpWebhookSender, SocketResolver
 from interfaces.http.app import create_app
 from interfaces.http.auth import Authenticator, auth_routes, require_scope
-from interfaces.http.metrics import metrics_endpoint
+from interfaces.http.metrics import WEBHOOK_DELIVERIES, metrics_endpoint
 from interfaces.http.rate_limit import RateLimit
 from interfaces.http.services import Services
 from interfaces.http.stream_limits import StreamLimits
@@ -61,28 +68,52 @@ class Runtime:
     app: PublishdApplication
     views: PostgresViews
     tokens: TokenStore
+    availability: Availability
+    """Whether the database answers, shared by this process's pools (503 while it does not)."""
     feeds: list[EventFeed] = field(default_factory=list)
     """The event feeds of the HTTP apps built on this runtime (ended on a stop signal)."""
     _connectors: dict[tuple[str, str], Connector] = field(default_factory=dict)
     rate_limiters: RateLimiters = field(default_factory=RateLimiters)
     """Shared by every connector of this process that uses the same credentials."""
+    webhook_store: PostgresWebhookStore = field(init=False)
+    """Webhook registrations (with their secrets) and deliveries, beside the event store."""
+
+    def __post_init__(self) -> None:
+        self.webhook_store = PostgresWebhookStore(
+            self.database.conninfo,
+            self.settings.db_schema,
+            self.events_table,
+            availability=self.availability,
+            timeout=self.settings.database_timeout_seconds,
+        )
+        self.webhook_store.open()
+        self.webhook_store.create_tables()
 
     @classmethod
     def build(cls, settings: Settings | None = None) -> Runtime:
         settings = settings or Settings()
         database = resolve(settings.database_url, settings.data_dir)
         ensure_schema(database, settings.db_schema)
-        env = database.eventsourcing_env(settings.db_schema, settings.pool_size)
+        timeout = settings.database_timeout_seconds
+        availability = Availability(database.conninfo, connect_timeout=timeout)
+        env = database.eventsourcing_env(settings.db_schema, settings.pool_size, timeout)
         env["AGGREGATE_CACHE_MAXSIZE"] = "1000"
-        views = PostgresViews(database, settings.db_schema)
+        views = PostgresViews(
+            database, settings.db_schema, availability=availability, timeout=timeout
+        )
         budget = ConflictBudget(
             attempts=settings.conflict_retry_attempts, seconds=settings.conflict_retry_seconds
         )
         app = PublishdApplication(env, views=views, conflict_budget=budget)
-        tokens = TokenStore(database.conninfo, settings.db_schema)
+        recorder = app.recorder
+        assert isinstance(recorder, PostgresApplicationRecorder)
+        availability.guard(recorder.datastore.pool)
+        tokens = TokenStore(
+            database.conninfo, settings.db_schema, availability=availability, timeout=timeout
+        )
         tokens.open()
         tokens.create_tables()
-        return cls(settings, database, app, views, tokens)
+        return cls(settings, database, app, views, tokens, availability)
 
     def connector_for(self, workspace: Workspace) -> Connector:
         """One connector per workspace config and event loop (HTTP sessions belong to their loop).
@@ -120,6 +151,35 @@ class Runtime:
             name=name,
         )
 
+    def webhooks(self) -> Webhooks:
+        return Webhooks(
+            self.webhook_store,
+            SocketResolver(),
+            workspace_exists=self.app.workspace_exists,
+            clock=utc_now,
+            allow_private=self.settings.webhook_allow_private,
+        )
+
+    def webhook_worker(self, name: str | None = None) -> DeliveryWorker:
+        """Delivers webhooks (in ``serve`` and ``worker``; any number side by side)."""
+        s = self.settings
+        return DeliveryWorker(
+            self.webhook_store,
+            HttpWebhookSender(utc_now, timeout=s.webhook_timeout_seconds),
+            SocketResolver(),
+            clock=utc_now,
+            schedule=RetrySchedule(
+                base=timedelta(seconds=s.webhook_retry_base_seconds),
+                cap=timedelta(seconds=s.webhook_retry_max_seconds),
+                window=timedelta(seconds=s.webhook_retry_window_seconds),
+            ),
+            lease=timedelta(seconds=s.webhook_lease_seconds),
+            allow_private=s.webhook_allow_private,
+            name=name,
+            poll_interval=s.webhook_poll_seconds,
+            on_outcome=lambda outcome: WEBHOOK_DELIVERIES.labels(outcome).inc(),
+        )
+
     async def aclose_connectors(self) -> None:
         for connector in self._connectors.values():
             await connector.aclose()
@@ -142,6 +202,7 @@ class Runtime:
 
     def close(self) -> None:
         self.tokens.close()
+        self.webhook_store.close()
         self.views.close()
         self.app.close()
 
@@ -156,11 +217,13 @@ def build_http_app(
     """The API + streams (+ workers + projections) of ``publishd serve``."""
     authenticator = Authenticator(runtime.tokens)
     worker = runtime.worker() if with_worker else None
+    deliveries = runtime.webhook_worker() if with_worker else None
     feed = EventFeed.for_recorder(
         runtime.app.recorder,
         runtime.database.conninfo,
         queue_size=runtime.settings.stream_queue_events,
         replay_page_bytes=runtime.settings.stream_page_bytes,
+        timeout=runtime.settings.database_timeout_seconds,
     )
     runtime.feeds.append(feed)
 
@@ -170,6 +233,14 @@ def build_http_app(
         authenticate=authenticator.authenticate,
         authorize=require_scope,
         worker=worker,
+        readiness=Readiness(
+            runtime.database.conninfo,
+            runtime.availability,
+            schema=runtime.settings.db_schema,
+            events_table=runtime.events_table,
+            connect_timeout=runtime.settings.database_timeout_seconds,
+        ).check,
+        webhooks=runtime.webhooks(),
     )
 
     @asynccontextmanager
@@ -184,6 +255,8 @@ def build_http_app(
             )
         if worker is not None:
             background.append(asyncio.ensure_future(worker.serve(stop)))
+        if deliveries is not None:
+            background.append(asyncio.ensure_future(deliveries.serve(stop)))
         try:
             yield
         finally:
@@ -192,6 +265,8 @@ def build_http_app(
             await asyncio.gather(*background, return_exceptions=True)
             await feed.aclose()
             await runtime.aclose_connectors()
+            if deliveries is not None:
+                await deliveries.sender.aclose()
 
     limits = StreamLimits(
         send_timeout=runtime.settings.stream_send_timeout_seconds,

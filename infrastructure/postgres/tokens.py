@@ -22,6 +22,7 @@ from typing import Any
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from infrastructure.postgres.availability import Availability, guarded_pool
 from infrastructure.postgres.database import lock_for_ddl
 
 SCOPES = frozenset({"read", "write", "publish"})
@@ -73,9 +74,17 @@ def check_scopes(scopes: frozenset[str]) -> None:
 
 
 class TokenStore:
-    def __init__(self, conninfo: str, schema: str = "public", *, pool_size: int = 4) -> None:
-        self._pool: ConnectionPool[Any] = ConnectionPool(
-            conninfo, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, open=False
+    def __init__(
+        self,
+        conninfo: str,
+        schema: str = "public",
+        *,
+        pool_size: int = 4,
+        availability: Availability | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self._pool: ConnectionPool[Any] = guarded_pool(
+            conninfo, availability, max_size=pool_size, timeout=timeout, open=False
         )
         self._tokens = sql.Identifier(schema, "api_tokens")
         self._tickets = sql.Identifier(schema, "stream_tickets")

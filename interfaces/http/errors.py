@@ -3,6 +3,11 @@
 Every 4xx/5xx body is ``{"error": code, "message": text, "details": ...}``.
 Endpoints never build error responses themselves: they raise, and the
 handlers installed by ``install_error_handlers`` answer.
+
+The database being unreachable (a connection refused or lost, a pool that
+waited its bounded timeout, a read-your-writes wait that timed out) is 503
+``unavailable`` with ``Retry-After``, wherever it surfaces: auth's token
+lookup, a command, a query, a stream's ticket or replay.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from starlette.responses import JSONResponse
 
 from domain.errors import DomainError
 from domain.json_types import JsonObject, JsonValue
+from infrastructure.postgres.availability import UNAVAILABLE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +103,23 @@ async def _http_exception(_: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+UNAVAILABLE_RETRY_AFTER = 2
+"""Seconds a client is asked to wait before retrying during an outage."""
+
+
+async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+    # the exception's text names the server (socket path, host): logged, never sent
+    log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+    message = (
+        "the database did not answer in time, retry later"
+        if isinstance(exc, TimeoutError)
+        else "the database is unreachable, retry later"
+    )
+    response = error_response("unavailable", message)
+    response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
+    return response
+
+
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error", exc_info=exc)
     return JSONResponse(
@@ -109,4 +132,6 @@ def install_error_handlers(app: Starlette) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(ValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_exception)
+    for unavailable in (*UNAVAILABLE_ERRORS, TimeoutError):
+        app.add_exception_handler(unavailable, _unavailable)
     app.add_exception_handler(Exception, _unexpected)

@@ -10,17 +10,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from infrastructure.connectors.retrying import CONNECTOR_REQUESTS
 from infrastructure.postgres.projections.figures import OperationalFigures
 from interfaces.http.registry import Handler, documented
 from interfaces.http.services import Services
 from interfaces.timed_connector import CONNECTOR_LATENCY
+
+WEBHOOK_DELIVERIES = Counter(
+    "publishd_webhook_deliveries",
+    "Webhook delivery attempts made by this process, by outcome",
+    ["outcome"],
+    registry=None,
+)
+"""Process-local: ``delivered``, ``retried``, ``failed`` (given up) or ``refused`` (SSRF guard)."""
 
 
 class _Figures(Collector):
@@ -63,6 +72,8 @@ def metrics_endpoint(
     registry = CollectorRegistry()
     registry.register(_Figures(figures, head, open_streams))
     registry.register(CONNECTOR_LATENCY)
+    registry.register(CONNECTOR_REQUESTS)
+    registry.register(WEBHOOK_DELIVERIES)
 
     async def metrics(request: Request) -> Response:
         await Services.of(request).guard(request, "admin", None)

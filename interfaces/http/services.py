@@ -17,8 +17,10 @@ from starlette.requests import Request
 from application.app import PublishdApplication
 from application.queries import Queries
 from application.views import PipelineStatus
+from application.webhooks import Webhooks
 from application.worker import Worker
 from domain.errors import NotFound, RefreshFailed
+from domain.json_types import JsonObject
 from domain.pull import Pull
 from infrastructure.postgres.tokens import Principal
 from interfaces.http.auth import may_see
@@ -35,6 +37,9 @@ class Services:
     authorize: Authorize
     worker: Worker | None = None
     wait_timeout_s: float = 600.0
+    webhooks: Webhooks | None = None
+    readiness: Callable[[], tuple[bool, JsonObject]] | None = None
+    """``/readyz``'s check (blocking): whether the process can do its work, and what it found."""
 
     @staticmethod
     def of(request: Request) -> Services:

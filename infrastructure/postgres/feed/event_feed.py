@@ -31,6 +31,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from application.projections.events import event_name
+from infrastructure.postgres.availability import RECONNECT_TIMEOUT
 from infrastructure.postgres.feed.decoder import Conn, RowDecoder
 from infrastructure.postgres.feed.queries import EventQueries
 from infrastructure.postgres.feed.replay import Params, keyset_pages
@@ -38,6 +39,10 @@ from infrastructure.postgres.feed.subscription import Subscribers, Subscription
 from infrastructure.postgres.feed.wire import FeedEvent, Row
 
 log = logging.getLogger(__name__)
+
+RECONNECT_FIRST = 0.25
+RECONNECT_MAX = 5.0
+"""Bounds of the pause before the reader's next reconnection attempt (doubling in between)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class EventFeed:
         queue_size: int = 10_000,
         poll_seconds: float = 5.0,
         pool_size: int = 4,
+        timeout: float = 30.0,
     ) -> None:
         self._conninfo = conninfo
         self._channel = channel or table.replace(".", "_")
@@ -79,9 +85,21 @@ class EventFeed:
         self._page_size = replay_page_size
         self._page_bytes = replay_page_bytes
         self._poll_seconds = poll_seconds
+        # Bounded waits and checked connections: while the database is down a
+        # replay fails within ``timeout`` (503), and after a restart no dead
+        # connection is lent out.
         self._pool = AsyncConnectionPool(
-            conninfo, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, open=False
+            conninfo,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True, "connect_timeout": max(1, round(timeout))},
+            timeout=timeout,
+            check=AsyncConnectionPool.check_connection,
+            reconnect_timeout=RECONNECT_TIMEOUT,  # then the next replay connects at once
+            open=False,
         )
+        self._timeout = timeout
+        self._reconnect_delay = RECONNECT_FIRST
         self._rows = RowDecoder(self._q)
         self._subscribers = Subscribers(queue_size)
         self._last = 0
@@ -214,7 +232,8 @@ class EventFeed:
             try:
                 await self._read_new()
             except Exception:  # the reader must outlive any one bad read
-                log.warning("event feed reader failed; reconnecting", exc_info=True)
+                if self._reconnect_delay == RECONNECT_FIRST:
+                    log.warning("event feed reader failed; reconnecting", exc_info=True)
                 await self._reconnect_reader()
 
     async def _read_new(self) -> None:
@@ -233,11 +252,24 @@ class EventFeed:
             await asyncio.sleep(0)  # let the streams send before the next batch
 
     async def _reconnect_reader(self) -> None:
-        await asyncio.sleep(0.5)
+        """A new reader connection, after a pause that doubles while the database stays away.
+
+        The reader resumes from the last position it offered, so subscribers
+        see every event once, whatever was committed while it was away.
+        """
+        await asyncio.sleep(self._reconnect_delay)
         if self._reader is not None:
             await self._reader.close()
-        with contextlib.suppress(psycopg.OperationalError):
-            self._reader = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+        try:
+            self._reader = await psycopg.AsyncConnection.connect(
+                self._conninfo, autocommit=True, connect_timeout=max(1, round(self._timeout))
+            )
+        except psycopg.OperationalError:
+            self._reconnect_delay = min(self._reconnect_delay * 2, RECONNECT_MAX)
+        else:
+            if self._reconnect_delay > RECONNECT_FIRST:
+                log.warning("event feed reader reconnected")
+            self._reconnect_delay = RECONNECT_FIRST
         self._behind = True
         self._wake.set()
 

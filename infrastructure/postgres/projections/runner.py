@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 CATCH_UP_PAGE = 5000
 RESET = "reset"
 """Payload on the events channel that makes leaders re-read their tracking."""
+CONNECT_TIMEOUT = 10
+"""Seconds a connection attempt may take (a host that does not answer at all)."""
+MAX_RECONNECT_PAUSE = 5.0
+"""Longest pause between two connection attempts while the database is away."""
 ANALYZE_AFTER = 20
 """Full pages after which, once idle, the led tables are ANALYZEd."""
 
@@ -72,7 +76,7 @@ class ProjectionRunner:
     def connect(self, stop: threading.Event | None = None) -> Conn:
         """Connect, create the tables, find the events table (waiting for it) and LISTEN."""
         while True:
-            conn = self.database.connect(autocommit=True)
+            conn = self.database.connect(autocommit=True, connect_timeout=CONNECT_TIMEOUT)
             events_table = self.events_table or find_events_table(conn, self.schema)
             if events_table:
                 break
@@ -80,12 +84,16 @@ class ProjectionRunner:
             if stop is not None and stop.wait(self.standby_interval):
                 raise InterruptedError("stopped before the events table existed")
         tables = ProjectionTables(self.schema, self.suffix, events_table)
-        tables.create(conn)
-        # The views are caches of the event store and their tracking commits in
-        # the same transaction, so a crash can only lose a suffix of batches,
-        # consistently, to be replayed: no need to wait for the WAL flush.
-        conn.execute("SET synchronous_commit = off")
-        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(events_table)))
+        try:
+            tables.create(conn)
+            # The views are caches of the event store and their tracking commits in
+            # the same transaction, so a crash can only lose a suffix of batches,
+            # consistently, to be replayed: no need to wait for the WAL flush.
+            conn.execute("SET synchronous_commit = off")
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(events_table)))
+        except BaseException:
+            conn.close()  # a server still starting up: try again later, on a new connection
+            raise
         self._tables = tables
         self.led.clear()
         self.caches.clear()
@@ -166,16 +174,27 @@ class ProjectionRunner:
         return any(n.payload == RESET for n in conn.notifies(timeout=timeout, stop_after=1))
 
     def run(self, stop: threading.Event) -> None:
-        """Lead what can be led, stand by for the rest, until ``stop`` is set."""
+        """Lead what can be led, stand by for the rest, until ``stop`` is set.
+
+        A lost connection gives every projection up (its locks went with the
+        session); the runner reconnects with a pause that doubles up to
+        ``MAX_RECONNECT_PAUSE`` while the database stays away, and resumes each
+        projection from its committed tracking position: a batch is applied in
+        the transaction that moves its position, so none is lost or applied twice.
+        """
+        pause = self.standby_interval
         while not stop.is_set():
             try:
                 conn = self.connect(stop)
             except InterruptedError:
                 return
-            except psycopg.OperationalError:
-                log.exception("cannot connect; retrying")
-                stop.wait(self.standby_interval)
+            except psycopg.OperationalError as error:
+                if pause == self.standby_interval:
+                    log.warning("cannot connect (%s); retrying", error)
+                stop.wait(pause)
+                pause = min(pause * 2, MAX_RECONNECT_PAUSE)
                 continue
+            pause = self.standby_interval
             try:
                 self._serve(conn, stop)
             except psycopg.OperationalError:
