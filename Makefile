@@ -2,14 +2,26 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LINTED := domain application infrastructure interfaces fixtures tests bench
+LOCK := requirements.lock
 
-.PHONY: run test lint typecheck unit install clean
+.PHONY: run test lint typecheck unit install clean browser lock
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
+# The venv is built with a Python 3.11-3.13 that scripts/python finds (python3, or one of
+# python3.1x / pyenv's), and filled from the lock file: the same versions on every machine.
+$(STAMP): pyproject.toml $(LOCK)
+	test -x $(PY) || "$$(bash scripts/python)" -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -r $(LOCK)
+	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip check || (echo "the lock misses what pyproject.toml asks for: make lock" >&2; exit 1)
 	touch $(STAMP)
+
+# Re-resolve the lock from pyproject.toml (one file for Python 3.11-3.13 and every platform).
+lock:
+	test -x $(PY) || "$$(bash scripts/python)" -m venv $(VENV)
+	$(PY) -m pip install -q uv
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra bench --universal \
+		--python-version 3.11 --no-header -q -o $(LOCK)
 
 install: $(STAMP)
 
@@ -23,8 +35,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy domain application infrastructure interfaces fixtures
 
+# tests/browser drive Debian's chromium: scripts/chromium finds it, installs it (as root, through
+# apt-get) or stops saying how to point PUBLISHD_CHROMIUM at one.
+browser:
+	@bash scripts/chromium >/dev/null
+
 test: lint typecheck
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	chromium="$$(bash scripts/chromium)" && PUBLISHD_CHROMIUM="$$chromium" \
+		$(VENV)/bin/pytest -q -p no:cacheprovider
 
 unit: $(STAMP)
 	$(VENV)/bin/pytest -q tests/unit

@@ -11,6 +11,7 @@ Queries that must see their own writes wait for that position first.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Mapping
 from copy import deepcopy
@@ -22,6 +23,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import strtobool
 
+from application import log_context
 from application.concurrency import ConflictBudget, SharedCacheRepository
 from application.planner_inputs import ViewsPlannerInputs
 from application.pull_scope import pull_scope
@@ -47,6 +49,7 @@ from domain.workspace import Workspace
 
 T = TypeVar("T", bound=Aggregate)
 R = TypeVar("R")
+log = logging.getLogger(__name__)
 
 READ_TIMEOUT_S = 10.0
 
@@ -248,10 +251,18 @@ class PublishdApplication(Application[UUID]):
             draft_version=0 if draft is None else draft.version,
             phases=plan.phases(),
             on_upstream_change=on_upstream_change,
+            trace_id=log_context.trace_id.get(),
         )
         pipeline.plan_entries(list(plan.entries))
         self.save_all(pipeline)
         self._cache(pipeline)
+        log.info(
+            "planned pipeline %s of %s's draft: %d entries",
+            pipeline.pipeline_id,
+            user,
+            len(pipeline.entries),
+            extra={"pipeline_id": pipeline.pipeline_id},
+        )
         return pipeline
 
     def pipeline(self, pipeline_id: str) -> PublishPipeline:
@@ -284,7 +295,9 @@ class PublishdApplication(Application[UUID]):
             self.save_all(pipeline, workspace)
             return pipeline
 
-        return self._retrying_lock(command)
+        pipeline = self._retrying_lock(command)
+        log.info("run of pipeline %s requested", pipeline_id, extra={"pipeline_id": pipeline_id})
+        return pipeline
 
     def publish(
         self,

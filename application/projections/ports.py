@@ -118,6 +118,8 @@ class StatusRow(NamedTuple):
     started_at: str | None
     finished_at: str | None
     updated_at: str
+    trace_id: str | None = None
+    """The trace of the request that planned the pipeline (its run's log lines carry it)."""
 
 
 class StatusChange(NamedTuple):

@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from prometheus_client import Counter
+
 from application.connector import FatalConnectorError, TransientFailure
 from domain.json_types import JsonValue
 from infrastructure.connectors.http_client import (
@@ -70,6 +72,34 @@ class Attempt:
         if self.response is None:
             return not isinstance(self.error, ConnectError)
         return self.response.status != 429
+
+
+CONNECTOR_REQUESTS = Counter(
+    "publishd_connector_requests",
+    "HTTP requests sent by connectors, by connector, request kind and outcome",
+    ["connector", "kind", "outcome"],
+    registry=None,
+)
+"""Process-local (``/metrics`` registers it). ``outcome``: ``2xx``, ``4xx``, ``5xx``, ``429``,
+or ``error`` (no answer: a timeout or a dropped connection)."""
+
+
+def request_kind(method: str, path: str, params: Mapping[str, Any] | None) -> str:
+    """What a request does, in the few words a dashboard groups by (never an id)."""
+    if path.rstrip("/").endswith("/publish"):
+        return "publish"
+    if method == "GET":
+        listing = params and any(key in params for key in ("offset", "pageSize", "limit"))
+        return "list" if listing else "read"
+    return {"POST": "create", "PATCH": "update", "PUT": "update", "DELETE": "delete"}.get(
+        method, method.lower()
+    )
+
+
+def outcome_of(status: int | None) -> str:
+    if status is None:
+        return "error"
+    return "429" if status == 429 else f"{status // 100}xx"
 
 
 @dataclass
@@ -154,13 +184,21 @@ class Retrying:
                     method, path, json=body, headers=headers, params=params
                 )
         except TransportError as exc:
+            self._count(method, path, params, None)
             return Attempt(None, exc)
         except InvalidAddress as exc:
             raise FatalConnectorError(
                 f"the {self.service} connector cannot be used: {exc}"
             ) from exc
+        self._count(method, path, params, response.status)
         self._learn(response)
         return Attempt(response, None)
+
+    def _count(
+        self, method: str, path: str, params: Mapping[str, Any] | None, status: int | None
+    ) -> None:
+        kind = request_kind(method, path, params)
+        CONNECTOR_REQUESTS.labels(self.service.lower(), kind, outcome_of(status)).inc()
 
     def _paced(self) -> AbstractAsyncContextManager[None]:
         return self.limiter.request() if self.limiter is not None else nullcontext()

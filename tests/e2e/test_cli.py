@@ -248,6 +248,22 @@ def test_audit_shows_a_pipeline_at_a_past_version_and_exports_a_workspace(
     assert now["state"] == "cancelled" and now["version"] == 3
 
     _, url = server
+    over_http = ("--url", url, "--token", token)
+    for version in (("--version", "2"), ()):
+        direct = publishd(env, "audit", "pipeline", pipeline.pipeline_id, *version)
+        remote = publishd(env, "audit", "pipeline", pipeline.pipeline_id, *version, *over_http)
+        assert remote.returncode == 0, remote.stderr
+        assert json.loads(remote.stdout) == json.loads(direct.stdout)
+    dead = f"http://127.0.0.1:{_free_port()}"  # (nothing listens there: --url is used)
+    wrong = publishd(env, "audit", "pipeline", pipeline.pipeline_id, "--url", dead)
+    assert (wrong.returncode, wrong.stdout) == (1, "")
+    assert wrong.stderr.strip().splitlines() == [
+        f"error: cannot reach publishd at {dead} (is it running? PUBLISHD_URL)"
+    ]
+    absent = publishd(env, "audit", "pipeline", "0" * 8 + "-0000-0000-0000-" + "0" * 12)
+    assert absent.returncode == 1 and absent.stderr.startswith("error: pipeline "), absent.stderr
+    assert "Traceback" not in absent.stderr
+
     export = publishd(env, "audit", "export", "--workspace", "acme", "--url", url, "--token", token)
     assert export.returncode == 0, export.stderr
     events = [json.loads(line) for line in export.stdout.splitlines()]

@@ -127,7 +127,7 @@ def test_check_plan_publish_and_pull_from_the_command_line(
         planned = publishd(cli_env, "plan", "real", "alice")
         assert planned.returncode == 0, planned.stderr
         assert "create" in planned.stdout and "total" in planned.stdout
-        published = publishd(cli_env, "publish", "real", "alice", "--wait", "--json")
+        published = publishd(cli_env, "publish", "real", "alice", "--yes", "--wait", "--json")
         assert published.returncode == 0, published.stderr
         final = json.loads(published.stdout)
         assert final["state"] == "completed", final["errors"]

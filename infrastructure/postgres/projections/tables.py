@@ -67,7 +67,13 @@ _DDL: tuple[LiteralString, ...] = (
     " state text NOT NULL, phase text, phases text[] NOT NULL, counts int[] NOT NULL,"
     " error text, cancel_requested boolean NOT NULL, main_version bigint NOT NULL,"
     " draft_version bigint NOT NULL, created_at timestamptz NOT NULL,"
-    " started_at timestamptz, finished_at timestamptz, updated_at timestamptz NOT NULL)",
+    " started_at timestamptz, finished_at timestamptz, updated_at timestamptz NOT NULL,"
+    " trace_id text)",
+    # Tables made before pipelines had a trace: add the column (old rows have none).
+    "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute"
+    " WHERE attrelid = '{pipeline_status}'::regclass AND attname = 'trace_id'"
+    " AND NOT attisdropped) THEN ALTER TABLE {pipeline_status} ADD COLUMN trace_id text;"
+    " END IF; END $$",
     "CREATE INDEX IF NOT EXISTS {pipeline_status_ws_idx}"
     " ON {pipeline_status} (workspace, created_at DESC)",
     "CREATE INDEX IF NOT EXISTS {pipeline_status_created_idx}"
