@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from copy import deepcopy
-from typing import TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, Repository
@@ -52,6 +52,15 @@ R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 READ_TIMEOUT_S = 10.0
+MAIN_VIEWS = ("main_files", "file_index", "file_reference")
+"""The projections of a workspace's main: fed by the workspace's own events only."""
+
+
+@runtime_checkable
+class AggregatePositions(Protocol):
+    """A recorder that can tell where an aggregate's latest event stands in the global order."""
+
+    def last_notification_id(self, originator_id: UUID) -> int: ...
 
 
 class PublishdApplication(Application[UUID]):
@@ -109,11 +118,29 @@ class PublishdApplication(Application[UUID]):
     def head(self) -> int:
         return self.recorder.max_notification_id() or 0
 
-    def catch_up(self, position: int | None = None) -> None:
-        """Wait until the projections have applied ``position`` (default: the head now)."""
+    def catch_up(self, position: int | None = None, names: Sequence[str] | None = None) -> None:
+        """Wait until the projections (or ``names``) have applied ``position`` (default: head)."""
         target = self.head() if position is None else position
-        if target and not self.views.wait_for_position(target, READ_TIMEOUT_S):
+        if target and not self.views.wait_for_position(target, READ_TIMEOUT_S, names):
             raise TimeoutError(f"projections did not reach position {target} in time")
+
+    def catch_up_with(self, aggregate_id: UUID, names: Sequence[str] | None = None) -> None:
+        """Wait until the projections have applied every event of one aggregate saved so far.
+
+        What a read of that aggregate's rows needs to see its own writes: the
+        events other aggregates commit meanwhile (twenty other plans, a busy
+        run) do not hold it up, as they would waiting for the global head. A
+        recorder that cannot tell an aggregate's position falls back to the head.
+        """
+        recorder = self.recorder
+        if isinstance(recorder, AggregatePositions):
+            self.catch_up(recorder.last_notification_id(aggregate_id), names)
+        else:
+            self.catch_up(names=names)
+
+    def catch_up_with_main(self, workspace_id: str) -> None:
+        """Wait until the main views show every change to this workspace's main saved so far."""
+        self.catch_up_with(workspace_uuid(workspace_id), MAIN_VIEWS)
 
     def load(self, aggregate_id: UUID | str, cls: type[T], version: int | None = None) -> T | None:
         """The aggregate of that id and class (as it was at ``version``), or None.
@@ -203,7 +230,7 @@ class PublishdApplication(Application[UUID]):
     def delete_draft_file(self, workspace_id: str, user: str, path: str) -> int:
         workspace = self.workspace(workspace_id)
         checked = workspace.check_path(path)
-        self.catch_up()
+        self.catch_up_with_main(workspace_id)
         on_main = bool(self.views.main_paths_exist(workspace_id, [checked]))
 
         def command() -> int:
@@ -236,7 +263,7 @@ class PublishdApplication(Application[UUID]):
         workspace = self.workspace(workspace_id)
         draft = self.draft(workspace_id, user)
         changes: dict[str, JsonObject | None] = {} if draft is None else dict(draft.changes)
-        self.catch_up()
+        self.catch_up_with_main(workspace_id)
         plan = build_plan(
             changes,
             workspace.folder_schemas(),
@@ -361,7 +388,7 @@ class PublishdApplication(Application[UUID]):
         concurrency on the workspace, and the retry finds the winner's lock.
         """
         if paths is not None:
-            self.catch_up()
+            self.catch_up_with_main(workspace_id)
         chosen, scope = pull_scope(
             self.workspace(workspace_id), self.views, folders=folders, paths=paths, records=records
         )
@@ -385,7 +412,7 @@ class PublishdApplication(Application[UUID]):
         draft = self.draft(workspace_id, user)
         if draft is None or not draft.changes:
             return None
-        self.catch_up()
+        self.catch_up_with_main(workspace_id)
         on_main = sorted(self.views.main_paths_exist(workspace_id, list(draft.changes)))
         return self.start_pull(workspace_id, paths=on_main) if on_main else None
 

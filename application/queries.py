@@ -32,7 +32,7 @@ class Queries:
 
     # --- pipelines ----------------------------------------------------------------
     def pipeline_status(self, pipeline_id: str) -> PipelineStatus:
-        self.app.catch_up()
+        self._catch_up_with("pipeline", pipeline_id, ("pipeline_status",))
         status = self.views.pipeline_status(pipeline_id)
         if status is None:
             raise NotFound(f"pipeline {pipeline_id} does not exist")
@@ -52,7 +52,7 @@ class Queries:
     def pipeline_entries(
         self, pipeline_id: str, phase: str | None, status: str | None
     ) -> list[JsonObject]:
-        self.app.catch_up()
+        self._catch_up_with("pipeline", pipeline_id, ("pipeline_entries",))
         return self.views.pipeline_entries(pipeline_id, phase, status)
 
     def pipeline_entries_page(
@@ -64,7 +64,7 @@ class Queries:
         limit: int,
     ) -> tuple[list[JsonObject], EntryCursor | None]:
         """A page of ``pipeline_entries``, and the cursor of the next (None on the last page)."""
-        self.app.catch_up()
+        self._catch_up_with("pipeline", pipeline_id, ("pipeline_entries",))
         rows = self.views.pipeline_entries_page(pipeline_id, phase, status, after, limit + 1)
         cursors = [row.pop("cursor") for row in rows]
         return rows[:limit], cursors[limit - 1] if len(rows) > limit else None
@@ -96,6 +96,14 @@ class Queries:
                 if e.error
             ],
         }
+
+    def _catch_up_with(self, kind: str, object_id: str, names: tuple[str, ...]) -> None:
+        """Wait for the rows of one aggregate (404 for an id that cannot be one)."""
+        try:
+            key = UUID(object_id)
+        except ValueError:
+            raise NotFound(f"{kind} {object_id} does not exist") from None
+        self.app.catch_up_with(key, names)
 
     # --- workspaces and drafts -----------------------------------------------------
     def workspaces(self, only: str | None) -> list[JsonObject]:
@@ -133,7 +141,7 @@ class Queries:
             key = str(UUID(pull_id))  # (the views key pulls by the canonical form)
         except ValueError:
             raise NotFound(f"pull {pull_id} does not exist") from None
-        self.app.catch_up()
+        self.app.catch_up_with(UUID(key), ("pull_status",))
         status = self.views.pull_status(key)
         if status is None:
             raise NotFound(f"pull {pull_id} does not exist")
@@ -152,7 +160,7 @@ class Queries:
         draft = self.app.draft(workspace_id, user)
         if draft is None:
             return {"version": 0, "changes": []}
-        self.app.catch_up()
+        self.app.catch_up_with_main(workspace_id)
         on_main = self.views.main_paths_exist(workspace_id, list(draft.changes))
         changes = []
         for path in sorted(draft.changes):
@@ -174,7 +182,7 @@ class Queries:
                 if content is None:
                     raise NotFound(f"{checked} is deleted in the draft of {user}")
                 return content
-        self.app.catch_up()
+        self.app.catch_up_with_main(workspace_id)
         found = self.views.main_file(workspace_id, checked)
         if found is None:
             raise NotFound(f"{checked} does not exist")
@@ -186,7 +194,7 @@ class Queries:
     ) -> FileIndexEntry:
         """The entry of one record, by its id or by its filename (exactly one is given)."""
         self.app.workspace(workspace)  # 404 for an unknown workspace, not for its record
-        self.app.catch_up()
+        self.app.catch_up_with_main(workspace)
         if record_id is not None:
             row = self.views.file_index_by_record(workspace, folder, record_id)
         else:

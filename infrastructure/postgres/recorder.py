@@ -135,6 +135,10 @@ class PublishdApplicationRecorder(PostgresApplicationRecorder):
             staging, _COLUMNS
         )
         self._copy_types = ["int4", id_type, "int8", "text", "bytea"]
+        self._last_notification_id = SQL(
+            "SELECT notification_id FROM {0} WHERE originator_id = %s "
+            "ORDER BY originator_version DESC LIMIT 1"
+        ).format(events_table)
         self._lock_and_insert_from_staging = SQL("; ").join(
             [lock, self._insert_returning_ids(events_table, staging)]
         )
@@ -178,6 +182,17 @@ class PublishdApplicationRecorder(PostgresApplicationRecorder):
             msg = f"Inserted {len(stored_events)} events but got {len(ids)} notification ids"
             raise ProgrammingError(msg)
         return ids
+
+    def last_notification_id(self, originator_id: UUID) -> int:
+        """The notification id of the aggregate's latest event (0 if it has none).
+
+        One probe of the primary key (originator_id, originator_version): what a
+        read of one aggregate's projections waits for, instead of the global head.
+        """
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=scalar_row) as curs:
+            curs.execute(self._last_notification_id, (originator_id,), prepare=True)
+            found = curs.fetchone()
+        return int(found) if found is not None else 0
 
     def _insert_via_unnest(
         self, conn: Connection[DictRow], stored_events: Sequence[StoredEvent]

@@ -397,3 +397,32 @@ def test_closing_the_feed_ends_every_subscription(database: Database, store: Eve
         assert feed.stats().subscribers == 0
 
     asyncio.run(scenario())
+
+
+def test_with_no_subscriber_the_feed_moves_its_position_without_reading_events(
+    database: Database, store: EventStore
+) -> None:
+    """Nobody listening: no event is read or decoded; a stream opened later misses nothing."""
+
+    async def scenario() -> None:
+        async with EventFeed.for_recorder(store.recorder, database.conninfo) as feed:
+            for n in range(20):
+                store.save(Draft(workspace_id="acme", user=f"quiet{n}"))
+            head = store.recorder.max_notification_id()
+            async with asyncio.timeout(10):
+                while feed.stats().last_position < head:
+                    await asyncio.sleep(0.01)
+            assert feed.stats().decoded == 0
+            with feed.subscribe_all() as live:
+                store.save(Draft(workspace_id="acme", user="heard"))
+                async with asyncio.timeout(10):
+                    batch = await live.next_batch()
+            assert [(e.type, e.position) for e in batch] == [("DraftStarted", head + 1)]
+            assert feed.stats().decoded == 1
+
+    asyncio.run(scenario())
+    s = make_app(database, store)
+    with TestClient(s.app) as client:
+        token = bearer(s.tokens.create_token("acme", ["read"]))
+        events = read_all(client, "/workspaces/acme/events?follow=false", token)
+    assert sum(e.event == "DraftStarted" for e in events) == 21  # the quiet ones replay
