@@ -185,7 +185,9 @@ async def save_floor(database: Database, schema: str, events_table: str) -> list
     timings: list[float] = []
 
     async def client() -> None:
-        async with await psycopg.AsyncConnection.connect(database.conninfo) as conn:
+        limit = f"-c lock_timeout={REQUEST_TIMEOUT_S}s -c statement_timeout={REQUEST_TIMEOUT_S}s"
+        connect = psycopg.AsyncConnection.connect(database.conninfo, options=limit)
+        async with await connect as conn:
             for _ in range(REQUESTS):
                 started = time.perf_counter()
                 async with conn.transaction():

@@ -136,9 +136,13 @@ async def raw_server(answer: Answer, *, close_after: bool = False) -> AsyncItera
     an HTTP/1.0 answer without a length is ended by closing, as HTTP says.
     """
     connections: list[int] = []
+    handlers: set[asyncio.Task[Any]] = set()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connections.append(1)
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -162,6 +166,10 @@ async def raw_server(answer: Answer, *, close_after: bool = False) -> AsyncItera
         yield type("Raw", (), {"url": f"http://127.0.0.1:{port}", "connections": connections})()
     finally:
         server.close()
+        # Since Python 3.12.1 wait_closed() also waits for every open connection's
+        # handler: one still waiting to answer (a silent server) must be ended first.
+        for handler in handlers:
+            handler.cancel()
         await server.wait_closed()
 
 
