@@ -97,13 +97,14 @@ class Queries:
             ],
         }
 
-    def _catch_up_with(self, kind: str, object_id: str, names: tuple[str, ...]) -> None:
-        """Wait for the rows of one aggregate (404 for an id that cannot be one)."""
+    def _catch_up_with(self, kind: str, object_id: str, names: tuple[str, ...]) -> UUID:
+        """Wait for the rows of one aggregate (404 for an id that cannot be one); its id."""
         try:
             key = UUID(object_id)
         except ValueError:
             raise NotFound(f"{kind} {object_id} does not exist") from None
         self.app.catch_up_with(key, names)
+        return key
 
     # --- workspaces and drafts -----------------------------------------------------
     def workspaces(self, only: str | None) -> list[JsonObject]:
@@ -137,12 +138,8 @@ class Queries:
 
     # --- pulls -------------------------------------------------------------------
     def pull_status(self, pull_id: str) -> PullStatus:
-        try:
-            key = str(UUID(pull_id))  # (the views key pulls by the canonical form)
-        except ValueError:
-            raise NotFound(f"pull {pull_id} does not exist") from None
-        self.app.catch_up_with(UUID(key), ("pull_status",))
-        status = self.views.pull_status(key)
+        key = self._catch_up_with("pull", pull_id, ("pull_status",))
+        status = self.views.pull_status(str(key))  # (the views key pulls by the canonical form)
         if status is None:
             raise NotFound(f"pull {pull_id} does not exist")
         return status
